@@ -1,0 +1,357 @@
+"""The dispatcher actor: job queue, assignment, retries, sessions, exactly one answer."""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+
+from thespian.actors import WakeupMessage
+
+from foxden.actors.base import FoxdenActor
+from foxden.protocols import wire
+from foxden.protocols.messages import (
+    Assign,
+    AssignRefused,
+    BrowserGone,
+    Drain,
+    Drained,
+    Initialized,
+    InitDispatcher,
+    JobAnswer,
+    JobFinished,
+    JobSpec,
+    PoolFailed,
+    PoolStopped,
+    StateQuery,
+    StopPool,
+    SubmitJob,
+    WorkRequest,
+)
+from foxden.protocols.urls import check_url
+
+log = logging.getLogger("foxden.dispatcher")
+
+TICK = "dispatcher-tick"
+DRAIN_DEADLINE = "drain-deadline"
+LOST_SESSIONS_KEPT = 10_000
+
+
+@dataclass
+class Job:
+    """An accepted job that has not had its answer yet (private to the dispatcher)."""
+
+    key: str
+    request: wire.JobRequest
+    tag: object
+    reply_to: object
+    submitted: float  # monotonic
+    tries: list[str] = field(default_factory=list)  # browsers of started attempts
+    queued_at: float = 0.0
+
+    @property
+    def session(self) -> str | None:
+        return self.request.session
+
+
+class DispatcherActor(FoxdenActor):
+    """Owns every accepted job until its one answer.
+
+    `jobs` holds each accepted, unanswered job; answering removes it, so a
+    second answer for the same job is structurally impossible (it finds
+    nothing to answer). A job is either in `queue` or in `running` (browser ->
+    job key), never both. `idle` holds browsers that asked for work. Jobs of
+    one session run one at a time, in order, on the browser that holds the
+    session's context: the browser actor is the session's lock."""
+
+    role = "dispatcher"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = None
+        self.supervisor = None
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()
+        self.running: dict[str, str] = {}
+        self.idle: OrderedDict[str, None] = OrderedDict()  # an ordered set
+        self.session_home: dict[str, str] = {}
+        self.lost_sessions: OrderedDict[str, str] = OrderedDict()
+        self.pool_error: str | None = None
+        self.draining = False
+        self.drain_reply = None
+        self.drain_answered = 0
+        self.pool_stop_sent = False
+        self.totals: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.seq = itertools.count(1)
+        self.prefix = f"j{os.getpid():x}-"
+        self.random = random.Random()
+
+    def receiveMsg_InitDispatcher(self, msg: InitDispatcher, sender) -> None:
+        self.config, self.supervisor = msg.config, msg.supervisor
+        self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
+        self.send(sender, Initialized("dispatcher", os.getpid()))
+
+    # --- intake ----------------------------------------------------------------
+
+    def receiveMsg_SubmitJob(self, msg: SubmitJob, sender) -> None:
+        req: wire.JobRequest = msg.request
+        key = f"{self.prefix}{next(self.seq)}"
+        job = Job(key, req, msg.tag, msg.reply_to or sender, time.monotonic())
+        self.jobs[key] = job
+        self.totals["submitted"] += 1
+        refusal = self._refusal(req)
+        if refusal is not None:
+            status, code, message = refusal
+            self._answer(job, status, error=(code, message))
+            return
+        job.queued_at = job.submitted
+        self.queue.append(key)
+        self._pump()
+
+    def _refusal(self, req: wire.JobRequest) -> tuple[str, str, str] | None:
+        if self.draining:
+            return "rejected", "shutting_down", "the daemon is shutting down"
+        bad = check_url(req.url, allow_private=self.config.jobs.allow_private)
+        if bad is not None:
+            return ("rejected", *bad)
+        if self.pool_error is not None:
+            return "failed", "no_browsers", self.pool_error
+        if len(self.queue) >= self.config.jobs.max_queue:
+            return "rejected", "queue_full", f"{len(self.queue)} jobs already queued ([jobs] max_queue)"
+        return None
+
+    # --- assignment --------------------------------------------------------------
+
+    def receiveMsg_WorkRequest(self, msg: WorkRequest, sender) -> None:
+        self.idle[msg.browser] = None
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand queued jobs to idle browsers, oldest job first, sessions respected."""
+        if not self.idle or not self.queue or self.draining:
+            return
+        busy_sessions = {self.jobs[k].session for k in self.running.values()}
+        kept: deque[str] = deque()
+        while self.queue and self.idle:
+            key = self.queue.popleft()
+            job = self.jobs[key]
+            session = job.session
+            if session is None:
+                self._assign(job, next(iter(self.idle)))
+                continue
+            if session in self.lost_sessions and not job.request.new_session:
+                self._answer(job, "failed", error=("session_lost", self._lost_message(session)))
+                continue
+            home = self.session_home.get(session)
+            if session in busy_sessions or (home is not None and home not in self.idle):
+                # Its predecessor still runs, or its browser is busy with
+                # another job: wait, and keep later jobs of it behind it.
+                busy_sessions.add(session)
+                kept.append(key)
+                continue
+            if home is None:
+                home = next(iter(self.idle))
+                self.lost_sessions.pop(session, None)
+            busy_sessions.add(session)
+            self.session_home[session] = home
+            self._assign(job, home)
+        kept.extend(self.queue)
+        self.queue = kept
+
+    def _assign(self, job: Job, browser: str) -> None:
+        del self.idle[browser]
+        self.running[browser] = job.key
+        job.tries.append(browser)
+        req = job.request
+        timeout = req.timeout_s or self.config.jobs.timeout_s
+        # Random jitter per attempt: a burst of jobs that all hang must not
+        # time out (and kill their browsers) in the same instant (seed, 7.3).
+        budget = timeout + self.random.uniform(0.0, self.config.jobs.jitter_s)
+        spec = JobSpec(
+            key=job.key, id=req.id or job.key, url=req.url, eval=req.eval, wait_for=req.wait_for,
+            timeout_s=timeout, session=req.session, new_session=req.new_session and len(job.tries) == 1,
+            screenshot=req.screenshot,
+        )
+        self.send(self.supervisor, Assign(browser, spec, budget))
+
+    def receiveMsg_AssignRefused(self, msg: AssignRefused, sender) -> None:
+        if self.running.get(msg.browser) == msg.job_key:
+            del self.running[msg.browser]
+        job = self.jobs.get(msg.job_key)
+        if job is not None:
+            if job.tries and job.tries[-1] == msg.browser:
+                job.tries.pop()  # it never started: not an attempt
+            self.queue.appendleft(job.key)
+        self._pump()
+
+    # --- outcomes ------------------------------------------------------------------
+
+    def receiveMsg_JobFinished(self, msg: JobFinished, sender) -> None:
+        if self.running.get(msg.browser) == msg.job_key:
+            del self.running[msg.browser]
+        job = self.jobs.get(msg.job_key)
+        if job is not None:
+            o = msg.outcome
+            self._answer(job, o.status, error=o.error, result=o.result, browser=msg.browser)
+        if self.draining:
+            self._maybe_stop_pool()
+        else:
+            self.idle[msg.browser] = None
+            self._pump()
+
+    def receiveMsg_BrowserGone(self, msg: BrowserGone, sender) -> None:
+        self.idle.pop(msg.browser, None)
+        if msg.job_key is not None and self.running.get(msg.browser) == msg.job_key:
+            del self.running[msg.browser]
+        for session, home in list(self.session_home.items()):
+            if home == msg.browser:
+                del self.session_home[session]
+                self.lost_sessions[session] = f"browser {msg.browser} ended ({msg.reason})"
+        while len(self.lost_sessions) > LOST_SESSIONS_KEPT:
+            self.lost_sessions.popitem(last=False)
+        job = self.jobs.get(msg.job_key) if msg.job_key else None
+        if job is not None:
+            self._attempt_died(job, msg)
+        if self.draining:
+            self._maybe_stop_pool()
+        else:
+            self._pump()
+
+    def _attempt_died(self, job: Job, msg: BrowserGone) -> None:
+        where = f"browser {msg.browser} {msg.reason}" + (f": {msg.detail}" if msg.detail else "")
+        if msg.reason == "timeout":
+            self._answer(job, "timeout", error=("timeout", f"no answer within the attempt's budget; {where}"),
+                         browser=msg.browser)
+        elif msg.reason == "shutdown" or self.draining:
+            self._answer(job, "failed", error=("shutting_down", f"the daemon stopped during the job; {where}"),
+                         browser=msg.browser)
+        elif job.session is not None and not job.request.new_session:
+            self._answer(job, "failed", error=("browser_crashed", f"{where}; session {job.session} was lost with it"),
+                         browser=msg.browser)
+        elif len(job.tries) <= self.config.jobs.retries and self.pool_error is None:
+            self.totals["retried"] += 1
+            log.info("job %s: retrying after %s", job.key, where)
+            self.queue.appendleft(job.key)
+        else:
+            code = "no_browsers" if self.pool_error else "browser_crashed"
+            self._answer(job, "failed", error=(code, where), browser=msg.browser)
+
+    def receiveMsg_PoolFailed(self, msg: PoolFailed, sender) -> None:
+        self.pool_error = msg.error
+        while self.queue:
+            job = self.jobs[self.queue.popleft()]
+            self._answer(job, "failed", error=("no_browsers", msg.error))
+
+    def _lost_message(self, session: str) -> str:
+        return (f"session {session} is gone ({self.lost_sessions[session]}); "
+                "submit with new_session to start it afresh")
+
+    # --- the one answer ----------------------------------------------------------------
+
+    def _answer(self, job: Job, status: str, *, error=None, result=None, browser=None) -> None:
+        if self.jobs.pop(job.key, None) is None:
+            log.error("job %s: a second answer (%s) was suppressed", job.key, status)
+            return
+        self.totals[status] += 1
+        if error is not None:
+            self.errors[error[0]] += 1
+        page = None
+        if result is not None:
+            page = wire.PageResult(
+                final_url=result["final_url"], http_status=result["http_status"], title=result["title"],
+                content_length=result["content_length"], eval=result.get("eval"),
+                screenshot=result.get("screenshot"),
+            )
+        answer = wire.Answer(
+            id=job.request.id or job.key,
+            status=status,
+            error=wire.ErrorInfo(*error) if error is not None else None,
+            result=page,
+            attempts=len(job.tries),
+            browser=browser,
+            elapsed_ms=round((time.monotonic() - job.submitted) * 1000.0, 3),
+        )
+        if self.draining:
+            self.drain_answered += 1
+        self.send(job.reply_to, JobAnswer(job.tag, answer))
+
+    # --- time ------------------------------------------------------------------------
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender) -> None:
+        if msg.payload == TICK:
+            self._expire_queued()
+            self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
+        elif msg.payload == DRAIN_DEADLINE and self.draining:
+            self._stop_pool()
+
+    def _expire_queued(self) -> None:
+        limit = self.config.jobs.queue_timeout_s
+        now = time.monotonic()
+        if not self.queue or now - self.jobs[self.queue[0]].queued_at <= limit:
+            return
+        for key in [k for k in self.queue if now - self.jobs[k].queued_at > limit]:
+            self.queue.remove(key)
+            self._answer(self.jobs[key], "timeout",
+                         error=("queue_timeout", f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
+
+    # --- shutdown --------------------------------------------------------------------
+
+    def receiveMsg_Drain(self, msg: Drain, sender) -> None:
+        if self.draining:
+            return
+        self.draining, self.drain_reply = True, sender
+        log.info("draining: %d queued rejected, %d in flight get %.1fs", len(self.queue), len(self.running),
+                 msg.grace_s)
+        while self.queue:
+            job = self.jobs[self.queue.popleft()]
+            self._answer(job, "rejected", error=("shutting_down", "the daemon is shutting down"))
+        self.idle.clear()
+        if self.running:
+            self.wakeupAfter(msg.grace_s, payload=DRAIN_DEADLINE)
+        self._maybe_stop_pool()
+
+    def _maybe_stop_pool(self) -> None:
+        if self.draining and not self.running and not self.queue:
+            self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        if not self.pool_stop_sent:
+            self.pool_stop_sent = True
+            self.send(self.supervisor, StopPool())
+
+    def receiveMsg_PoolStopped(self, msg: PoolStopped, sender) -> None:
+        # Every BrowserGone was delivered before this (same sender, in order),
+        # so anything still here was queued for a retry after its browser died.
+        for job in list(self.jobs.values()):
+            self._answer(job, "failed", error=("shutting_down", "the daemon stopped before the job could run"))
+        self.queue.clear()
+        if self.drain_reply is not None:
+            self.send(self.drain_reply, Drained(self.drain_answered))
+
+    # --- state -----------------------------------------------------------------------
+
+    def receiveMsg_StateQuery(self, msg: StateQuery, sender) -> None:
+        if msg.supervisor is None:
+            self.send(self.supervisor, StateQuery(msg.tag, msg.reply_to, self.snapshot()))
+        else:
+            self.send(msg.reply_to, StateQuery(msg.tag, msg.reply_to, msg.dispatcher_before, msg.supervisor,
+                                               self.snapshot()))
+
+    def snapshot(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "queue_depth": len(self.queue),
+            "running": dict(self.running),
+            "running_ids": {b: (self.jobs[k].request.id or k) for b, k in self.running.items() if k in self.jobs},
+            "unanswered": len(self.jobs),
+            "idle": list(self.idle),
+            "sessions": dict(self.session_home),
+            "totals": {k: self.totals.get(k, 0) for k in ("submitted", "ok", "failed", "timeout", "rejected", "retried")},
+            "errors": dict(self.errors),
+            "pool_error": self.pool_error,
+            "draining": self.draining,
+        }

@@ -1,0 +1,300 @@
+"""The `foxden` command line: run, stop, submit, batch, status, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from foxden.config import ConfigError, load_config
+
+# Exit codes scripts can rely on.
+EXIT_OK = 0  # the command did what it was asked; for submit: status == "ok"
+EXIT_JOB = 1  # submit: the job's status is not "ok"; batch: some job was not ok; run: failed at runtime
+EXIT_USAGE = 2  # bad arguments or configuration, or no usable browser (nothing was started)
+EXIT_UNAVAILABLE = 3  # the daemon could not be reached
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def _config(args):
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _client(config):
+    from foxden.client import Client, ClientError
+
+    try:
+        return Client.from_config(config)
+    except ClientError as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
+
+
+# --- run / stop ----------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    config = _config(args)
+    from foxden import daemon
+
+    daemon.reexec_marked(config)
+    return daemon.run(config)
+
+
+def _daemon_pid(config) -> int | None:
+    path = os.path.join(str(config.daemon.state_dir), "foxden.pid")
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    import psutil
+
+    from foxden import procs
+
+    try:
+        proc = psutil.Process(pid)
+        if procs.alive(proc) and procs.MARKER_ENV in proc.environ():
+            return pid
+    except psutil.Error:
+        pass
+    return None  # a stale pid file, or a pid that now belongs to someone else
+
+
+def cmd_stop(args) -> int:
+    config = _config(args)
+    from foxden import procs
+
+    pid = _daemon_pid(config)
+    tag = procs.state_tag(config.daemon.state_dir) + ":"
+    if pid is None:
+        leftovers = procs.find_marked(tag)
+        if leftovers:
+            procs.kill_and_wait(leftovers)
+            print(f"foxden: daemon not running; killed {len(leftovers)} leftover processes", file=sys.stderr)
+        else:
+            print("foxden: daemon not running", file=sys.stderr)
+        return EXIT_OK
+    os.kill(pid, signal.SIGTERM)
+    limit = config.daemon.grace_s + config.watchdog.close_timeout_s + 60
+    deadline = time.monotonic() + limit
+    while procs.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if procs.pid_alive(pid):
+        print(f"foxden: daemon {pid} did not stop within {limit:.0f}s; killing it", file=sys.stderr)
+    left = procs.find_marked(tag)
+    survivors = procs.kill_and_wait(left)
+    if survivors:
+        print(f"foxden: processes survive: {[p.pid for p in survivors]}", file=sys.stderr)
+        return EXIT_JOB
+    print(f"foxden: stopped (pid {pid})", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- jobs ----------------------------------------------------------------------
+
+def _print_answer(answer, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer.to_json_dict()))
+        return
+    line = f"{answer.id}: {answer.status}"
+    if answer.result is not None:
+        r = answer.result
+        line += f" {r.http_status} {r.final_url} title={r.title!r} ({r.content_length} chars)"
+        if r.eval is not None:
+            line += f" eval={json.dumps(r.eval)}"
+    if answer.error is not None:
+        line += f" [{answer.error.code}] {answer.error.message}"
+    line += f" attempts={answer.attempts} browser={answer.browser} {answer.elapsed_ms:.0f}ms"
+    print(line)
+
+
+def cmd_submit(args) -> int:
+    config = _config(args)
+    from foxden.client import ClientError
+
+    job = {"eval": args.eval, "wait_for": args.wait_for, "timeout_s": args.timeout, "session": args.session,
+           "new_session": args.new_session, "screenshot": bool(args.screenshot), "id": args.id}
+    with _client(config) as client:
+        try:
+            answer = client.submit(args.url, **job)
+        except (ClientError, ValueError, TypeError) as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE if isinstance(exc, ClientError) else EXIT_USAGE
+    if args.screenshot and answer.result is not None and answer.result.screenshot:
+        with open(args.screenshot, "wb") as f:
+            f.write(answer.result.screenshot)
+    _print_answer(answer, args.json)
+    return EXIT_OK if answer.status == "ok" else EXIT_JOB
+
+
+BATCH_KEYS = {"url", "eval", "timeout_s", "session", "id", "wait_for", "new_session", "screenshot"}
+
+
+def _batch_requests(path: str, bad: list):
+    from foxden.client import job_request
+
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                spec = json.loads(line)
+                if not isinstance(spec, dict):
+                    raise ValueError("a line must be a JSON object")
+                unknown = set(spec) - BATCH_KEYS
+                if unknown:
+                    raise ValueError(f"unknown key(s) {sorted(unknown)}")
+                yield job_request(**spec)
+            except (ValueError, TypeError) as exc:
+                bad.append({"id": spec.get("id") if isinstance(spec, dict) else None, "line": n,
+                            "status": "rejected", "error": {"code": "bad_input", "message": f"line {n}: {exc}"},
+                            "result": None, "attempts": 0, "browser": None, "elapsed_ms": 0})
+
+
+def cmd_batch(args) -> int:
+    config = _config(args)
+    from foxden.client import ClientError
+
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    bad: list = []
+    counts: dict[str, int] = {}
+    tty = sys.stderr.isatty()
+    started = time.monotonic()
+
+    def emit(doc: dict) -> None:
+        counts[doc["status"]] = counts.get(doc["status"], 0) + 1
+        out.write(json.dumps(doc) + "\n")
+        out.flush()  # an interrupted batch keeps every answer it got
+        if tty:
+            done = sum(counts.values())
+            rate = done / max(1e-6, time.monotonic() - started)
+            summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            print(f"\r{done} done, {rate:.1f}/s  {summary}   ", end="", file=sys.stderr, flush=True)
+
+    try:
+        with _client(config) as client:
+            for _, _, answer in client.submit_many(_batch_requests(args.file, bad), args.concurrency):
+                while bad:
+                    emit(bad.pop(0))
+                emit(answer.to_json_dict())
+            for doc in bad:
+                emit(doc)
+    except ClientError as exc:
+        print(f"\nfoxden: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except OSError as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if tty:
+        print(file=sys.stderr)
+    print(f"foxden: {sum(counts.values())} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+          file=sys.stderr)
+    return EXIT_OK if set(counts) <= {"ok"} else EXIT_JOB
+
+
+def cmd_status(args) -> int:
+    config = _config(args)
+    from foxden.client import ClientError
+
+    with _client(config) as client:
+        try:
+            status = client.status()
+        except ClientError as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(render_status(status))
+    return EXIT_OK
+
+
+def render_status(st: dict) -> str:
+    """A plain-text view of a status document."""
+    lines = [
+        f"foxden {st['instance']}  engine={st['engine']}  pool={st['pool']['state']}  up {st['uptime_s']:.0f}s",
+        f"browsers live={st['browsers']['live']} " + " ".join(f"{k}={v}" for k, v in st["browsers"]["by_state"].items()),
+        f"queue depth={st['queue']['depth']} in_flight={st['queue']['in_flight']}",
+        "totals " + " ".join(f"{k}={v}" for k, v in st["totals"].items()),
+        f"watchdog kills={st['watchdog']['kills']} restarts={st['restarts']}",
+        f"invariants {'ok' if st['invariants']['ok'] else 'VIOLATED: ' + '; '.join(st['invariants']['violations'])}",
+        "",
+        f"{'id':<6} {'pid':>7} {'state':<9} {'jobs':>5} {'age':>7} {'pss':>9}  job",
+    ]
+    for c in st["children"]:
+        lines.append(f"{c['id']:<6} {c['pid'] or '-':>7} {c['state']:<9} {c['jobs_done']:>5} {c['age_s']:>6.0f}s "
+                     f"{c['pss_bytes'] / 2**20:>7.0f}MB  {c['job'] or ''}")
+    if st["pool"]["error"]:
+        lines.append(f"pool error: {st['pool']['error']}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args) -> int:
+    from foxden import demo
+
+    return demo.main(json_out=args.json)
+
+
+# --- parser ----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="foxden", description="A supervised den of headless browsers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp):
+        sp.add_argument("-c", "--config", default=os.environ.get("FOXDEN_CONFIG", DEFAULT_CONFIG),
+                        help="config file (default: $FOXDEN_CONFIG or ./config.toml)")
+        return sp
+
+    with_config(sub.add_parser("run", help="run the daemon in the foreground (logs on stderr)")).set_defaults(fn=cmd_run)
+    with_config(sub.add_parser("stop", help="stop the daemon gracefully; returns when all its processes are gone")
+                ).set_defaults(fn=cmd_stop)
+
+    s = with_config(sub.add_parser("submit", help="run one job and print its answer"))
+    s.add_argument("url")
+    s.add_argument("--timeout", type=float, help="seconds per attempt (default: [jobs] timeout_s)")
+    s.add_argument("--eval", help="JavaScript expression evaluated after load; its JSON value is returned")
+    s.add_argument("--wait-for", help="CSS selector to wait for after load")
+    s.add_argument("--screenshot", metavar="FILE", help="write a PNG screenshot to FILE")
+    s.add_argument("--session", help="run in this session's persistent browser context")
+    s.add_argument("--new-session", action="store_true", help="start the session afresh")
+    s.add_argument("--id", help="label for the answer")
+    s.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    s.set_defaults(fn=cmd_submit)
+
+    b = with_config(sub.add_parser("batch", help="run one job per JSONL line; one result line per job"))
+    b.add_argument("file")
+    b.add_argument("--out", help="write results here (default: stdout)")
+    b.add_argument("--concurrency", type=int, default=8)
+    b.set_defaults(fn=cmd_batch)
+
+    st = with_config(sub.add_parser("status", help="show the daemon's browsers, queue, totals and invariants"))
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+
+    d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

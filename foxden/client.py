@@ -1,0 +1,172 @@
+"""The Python client: the msgpack protocol over the daemon's socket (the CLI's own transport)."""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
+
+from foxden.protocols import wire
+
+
+class ClientError(Exception):
+    """The daemon could not be reached, or the connection broke."""
+
+
+class ServerError(ClientError):
+    """The daemon answered a request with a protocol error."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+_JOB_FIELDS = {f.name for f in fields(wire.JobRequest)}
+
+
+def job_request(url: str | None = None, **kw) -> wire.JobRequest:
+    """A JobRequest from keyword arguments (unknown keys are an error, as on the wire)."""
+    if url is not None:
+        kw["url"] = url
+    unknown = set(kw) - _JOB_FIELDS
+    if unknown:
+        raise TypeError(f"unknown job field(s): {', '.join(sorted(unknown))}")
+    return wire.JobRequest(**kw)
+
+
+class Client:
+    """A blocking connection to a foxden daemon; a context manager; close() is idempotent.
+
+    One connection carries many requests at once (each has its own rid), so
+    submit_many() keeps `concurrency` jobs in flight without threads."""
+
+    def __init__(self, socket_path: str | os.PathLike | None = None, *, tcp: tuple[str, int] | None = None,
+                 token: str | None = None, timeout: float | None = None):
+        if socket_path is None and tcp is None:
+            raise ValueError("give a socket path or a (host, port)")
+        self._where = str(socket_path) if socket_path is not None else f"{tcp[0]}:{tcp[1]}"
+        try:
+            if tcp is not None:
+                self._sock = socket.create_connection(tcp, timeout=10)
+            else:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.settimeout(10)
+                self._sock.connect(str(socket_path))
+        except OSError as exc:
+            raise ClientError(f"cannot reach the foxden daemon at {self._where}: {exc.strerror or exc} "
+                              "(is `foxden run` running with this config?)") from None
+        self._sock.settimeout(timeout)
+        self._decoder = wire.FrameDecoder(wire.MAX_REPLY_FRAME)
+        self._inbox: dict[int | None, list] = {}
+        self._pending: list = []
+        self._rids = itertools.count(1)
+        self._closed = False
+        if token:
+            self._send(wire.Hello(token=token, client="foxden-python"))
+            reply = self._next_frame()
+            if isinstance(reply, wire.ErrorReply):
+                raise ServerError(reply.code, reply.message)
+
+    @classmethod
+    def from_config(cls, config, *, timeout: float | None = None) -> "Client":
+        """Connect to the daemon that `config` (a Config or a path to one) describes."""
+        if not hasattr(config, "daemon"):
+            from foxden.config import load_config
+
+            config = load_config(config)
+        return cls(config.daemon.socket, token=config.daemon.token, timeout=timeout)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+
+    # --- requests ------------------------------------------------------------
+
+    def submit(self, url: str, **job) -> wire.Answer:
+        """Run one job and wait for its answer."""
+        for _, _, answer in self.submit_many([job_request(url, **job)], concurrency=1):
+            return answer
+        raise ClientError("no answer")  # pragma: no cover - submit_many always yields
+
+    def submit_many(self, requests: Iterable[wire.JobRequest], concurrency: int = 8
+                    ) -> Iterator[tuple[int, wire.JobRequest, wire.Answer]]:
+        """Submit jobs keeping `concurrency` in flight; yield (index, request, answer) as answers arrive."""
+        todo = iter(enumerate(requests))
+        inflight: dict[int, tuple[int, wire.JobRequest]] = {}
+        exhausted = False
+        while True:
+            while not exhausted and len(inflight) < max(1, concurrency):
+                item = next(todo, None)
+                if item is None:
+                    exhausted = True
+                    break
+                rid = next(self._rids)
+                inflight[rid] = item
+                self._send(wire.Submit(rid, item[1]))
+            if not inflight:
+                return
+            reply = self._next_reply(set(inflight))
+            index, req = inflight.pop(reply.rid)
+            if isinstance(reply, wire.ErrorReply):
+                raise ServerError(reply.code, reply.message)
+            yield index, req, reply.answer
+
+    def status(self) -> dict:
+        """The daemon's status document (see `foxden status --json`)."""
+        rid = next(self._rids)
+        self._send(wire.StatusRequest(rid))
+        reply = self._next_reply({rid})
+        if isinstance(reply, wire.ErrorReply):
+            raise ServerError(reply.code, reply.message)
+        return reply.status
+
+    def ping(self) -> None:
+        rid = next(self._rids)
+        self._send(wire.Ping(rid))
+        self._next_reply({rid})
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _send(self, msg) -> None:
+        try:
+            self._sock.sendall(wire.encode(msg))
+        except OSError as exc:
+            raise ClientError(f"connection to {self._where} broke: {exc}") from None
+
+    def _next_reply(self, rids: set[int]):
+        """The next reply for one of `rids`; others are kept for later."""
+        while True:
+            for rid in rids:
+                box = self._inbox.get(rid)
+                if box:
+                    return box.pop(0)
+            if self._inbox.get(None):
+                err = self._inbox[None].pop(0)
+                raise ServerError(err.code, err.message)
+            msg = self._next_frame()
+            self._inbox.setdefault(getattr(msg, "rid", None), []).append(msg)
+
+    def _next_frame(self):
+        while True:
+            if self._pending:
+                return self._pending.pop(0)
+            try:
+                data = self._sock.recv(1 << 20)
+            except socket.timeout:
+                raise ClientError(f"no answer from {self._where} in time") from None
+            except OSError as exc:
+                raise ClientError(f"connection to {self._where} broke: {exc}") from None
+            if not data:
+                raise ClientError(f"the daemon at {self._where} closed the connection")
+            for item in self._decoder.feed(data):
+                if isinstance(item, wire.ProtocolError):
+                    raise ClientError(f"bad frame from the daemon: {item}")
+                self._pending.append(item)

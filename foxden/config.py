@@ -1,0 +1,342 @@
+"""Foxden's configuration: a TOML file parsed strictly into frozen dataclasses."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Linux's sockaddr_un.sun_path is 108 bytes including the terminating NUL;
+# a longer path fails only at bind() time, far from the config that caused it.
+_MAX_SOCKET_PATH_BYTES = 107
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; says which file and which key."""
+
+    def __init__(self, message: str, key: str | None = None, path: Path | None = None):
+        # All three go to Exception so the error survives pickling across actors.
+        super().__init__(message, key, path)
+        self.message = message
+        self.key = key
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path is not None else self.message
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """[daemon]: where state lives and how clients reach the daemon."""
+
+    state_dir: Path
+    admin_port: int
+    token: str | None
+    socket: Path
+    tcp_port: int
+    grace_s: float
+    log_level: str
+    log_format: str
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """[pool]: which browser to run and how many of them."""
+
+    engine: str
+    executable_path: str | None
+    size: int
+    headless: bool
+    launch_timeout_s: float
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """[jobs]: limits applied to each client job."""
+
+    timeout_s: float
+    jitter_s: float
+    max_queue: int
+    retries: int
+    queue_timeout_s: float
+    allow_private: bool
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """[watchdog]: how hung browsers are detected and put down."""
+
+    interval_s: float
+    heartbeat_timeout_s: float
+    kill_grace_s: float
+    close_timeout_s: float
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    """[restart]: the supervisor's restart policy, Erlang/OTP style."""
+
+    policy: str
+    strategy: str
+    intensity: int
+    period_s: float
+    backoff_base_s: float
+    backoff_max_s: float
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: the optional metrics endpoint."""
+
+    port: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; `source` is the file it came from, if any."""
+
+    daemon: DaemonConfig
+    pool: PoolConfig
+    jobs: JobsConfig
+    watchdog: WatchdogConfig
+    restart: RestartConfig
+    metrics: MetricsConfig
+    source: Path | None = None
+
+    def replace(self, **sections: Any) -> Config:
+        """Copy with sections swapped: pass a section object, or a dict of its
+        fields to change, e.g. cfg.replace(pool={"size": 1}). Not validated."""
+        changes = {
+            name: dataclasses.replace(getattr(self, name), **value) if isinstance(value, dict) else value
+            for name, value in sections.items()
+        }
+        return dataclasses.replace(self, **changes)
+
+
+_SECTIONS: dict[str, type] = {
+    "daemon": DaemonConfig,
+    "pool": PoolConfig,
+    "jobs": JobsConfig,
+    "watchdog": WatchdogConfig,
+    "restart": RestartConfig,
+    "metrics": MetricsConfig,
+}
+
+_PORT = (0, 65535)
+
+
+def default_config(base_dir: Path | None = None) -> Config:
+    """The configuration an empty file gives, relative paths under `base_dir` (default: cwd)."""
+    return parse_config({}, base_dir=Path.cwd() if base_dir is None else Path(base_dir))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML file; relative paths in it are relative to its directory."""
+    # Absolute so errors and `source` stay meaningful after the daemon changes directory.
+    path = Path(path).absolute()
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("no such file", path=path) from None
+    except tomllib.TOMLDecodeError as e:
+        # The decoder's message already ends with "(at line N, column M)".
+        raise ConfigError(f"invalid TOML: {e}", path=path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text: {e}", path=path) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", path=path) from None
+    return parse_config(data, base_dir=path.parent, source=path)
+
+
+def config_from_overrides(overrides: dict, *, base_dir: Path) -> Config:
+    """Defaults plus `overrides` ({"pool": {"size": 1}}), validated like a file."""
+    return parse_config(overrides, base_dir=base_dir)
+
+
+def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> Config:
+    """Validate already-decoded TOML `data`; errors name `source` when given."""
+    for name, value in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"unknown section [{name}]{_suggest(name, _SECTIONS, '[{}]')}", name, source)
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a table, got {_show(value)}", name, source)
+    base_dir = Path(base_dir).resolve()
+    s = {name: _Section(name, data.get(name, {}), base_dir, source) for name in _SECTIONS}
+    return Config(
+        daemon=_daemon(s["daemon"]),
+        pool=_pool(s["pool"]),
+        jobs=_jobs(s["jobs"]),
+        watchdog=_watchdog(s["watchdog"]),
+        restart=_restart(s["restart"]),
+        metrics=MetricsConfig(port=s["metrics"].integer("port", 0, *_PORT)),
+        source=source,
+    )
+
+
+def _daemon(s: _Section) -> DaemonConfig:
+    state_dir = s.path("state_dir", ".foxden")
+    if state_dir is None:
+        s.fail("state_dir", "must not be empty")
+    socket = s.path("socket", "") or state_dir / "foxden.sock"
+    size = len(os.fsencode(socket))
+    if size > _MAX_SOCKET_PATH_BYTES:
+        s.fail("socket", f"{_show(str(socket))} is {size} bytes, more than the {_MAX_SOCKET_PATH_BYTES} "
+                         "an AF_UNIX socket path allows; use a shorter state_dir or set socket explicitly")
+    return DaemonConfig(
+        state_dir=state_dir,
+        admin_port=s.integer("admin_port", 1900, *_PORT),
+        token=s.string("token", "") or None,
+        socket=socket,
+        tcp_port=s.integer("tcp_port", 0, *_PORT),
+        grace_s=s.number("grace_s", 10.0, ge=0),
+        log_level=s.choice("log_level", "info", ("debug", "info", "warning", "error")),
+        log_format=s.choice("log_format", "text", ("text", "json")),
+    )
+
+
+def _pool(s: _Section) -> PoolConfig:
+    return PoolConfig(
+        engine=s.choice("engine", "auto", ("auto", "chromium", "firefox", "camoufox")),
+        executable_path=s.executable("executable_path"),
+        size=s.integer("size", 2, 1, 512),
+        headless=s.boolean("headless", True),
+        launch_timeout_s=s.number("launch_timeout_s", 30.0, gt=0),
+        args=s.strings("args"),
+    )
+
+
+def _jobs(s: _Section) -> JobsConfig:
+    return JobsConfig(
+        timeout_s=s.number("timeout_s", 30.0, gt=0),
+        jitter_s=s.number("jitter_s", 2.0, ge=0),
+        max_queue=s.integer("max_queue", 1000, 1),
+        retries=s.integer("retries", 1, 0, 10),
+        queue_timeout_s=s.number("queue_timeout_s", 300.0, gt=0),
+        allow_private=s.boolean("allow_private", True),
+    )
+
+
+def _watchdog(s: _Section) -> WatchdogConfig:
+    interval = s.number("interval_s", 1.0, gt=0, le=60)
+    heartbeat = s.number("heartbeat_timeout_s", 5.0, gt=0)
+    # The watchdog only looks once per interval, so a shorter timeout would
+    # condemn healthy browsers whose heartbeat simply had not been checked yet.
+    if heartbeat <= interval:
+        s.fail("heartbeat_timeout_s", f"must be greater than interval_s ({interval}), got {_show(heartbeat)}")
+    return WatchdogConfig(
+        interval_s=interval,
+        heartbeat_timeout_s=heartbeat,
+        kill_grace_s=s.number("kill_grace_s", 1.0, ge=0),
+        close_timeout_s=s.number("close_timeout_s", 5.0, gt=0),
+    )
+
+
+def _restart(s: _Section) -> RestartConfig:
+    base = s.number("backoff_base_s", 0.1, ge=0)
+    cap = s.number("backoff_max_s", 5.0, ge=0)
+    if cap < base:
+        s.fail("backoff_max_s", f"must be >= backoff_base_s ({base}), got {_show(cap)}")
+    return RestartConfig(
+        policy=s.choice("policy", "permanent", ("permanent", "transient", "temporary")),
+        strategy=s.choice("strategy", "one_for_one", ("one_for_one", "one_for_all", "rest_for_one")),
+        intensity=s.integer("intensity", 10, 0),
+        period_s=s.number("period_s", 60.0, gt=0),
+        backoff_base_s=base,
+        backoff_max_s=cap,
+    )
+
+
+class _Section:
+    """Typed, range-checked access to one table; rejects keys it does not know."""
+
+    def __init__(self, name: str, table: dict, base_dir: Path, source: Path | None):
+        self.name, self.table, self.base_dir, self.source = name, table, base_dir, source
+        known = [f.name for f in dataclasses.fields(_SECTIONS[name])]
+        for key in table:
+            if key not in known:
+                self.fail(key, f"unknown key{_suggest(key, known, '{}')}")
+
+    def fail(self, key: str, detail: str) -> None:
+        raise ConfigError(f"[{self.name}] {key}: {detail}", f"{self.name}.{key}", self.source)
+
+    def integer(self, key: str, default: int, lo: int, hi: int | None = None) -> int:
+        value = self.table.get(key, default)
+        # bool is an int subclass in Python, but `true` is never a sensible count.
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+            rule = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+            self.fail(key, f"must be an integer {rule}, got {_show(value)}")
+        return value
+
+    def number(self, key: str, default: float, *, gt: float | None = None,
+               ge: float | None = None, le: float | None = None) -> float:
+        value = self.table.get(key, default)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (gt is None or value > gt) and (ge is None or value >= ge) and (le is None or value <= le))
+        if not ok:
+            rules = [f"{op} {bound:g}" for op, bound in ((">", gt), (">=", ge), ("<=", le)) if bound is not None]
+            self.fail(key, f"must be a number {' and '.join(rules)}, got {_show(value)}")
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, got {_show(value)}")
+        return value
+
+    def string(self, key: str, default: str) -> str:
+        value = self.table.get(key, default)
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, got {_show(value)}")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.table.get(key, default)
+        if not isinstance(value, str) or value not in choices:
+            hint = _suggest(value, choices, '"{}"') if isinstance(value, str) else ""
+            listed = ", ".join(f'"{c}"' for c in choices)
+            self.fail(key, f"must be one of {listed}, got {_show(value)}{hint}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(key, f"must be a list of strings, got {_show(value)}")
+        return tuple(value)
+
+    def path(self, key: str, default: str) -> Path | None:
+        """An absolute, symlink-resolved path, or None for the empty string."""
+        raw = self.string(key, default)
+        return (self.base_dir / Path(raw).expanduser()).resolve() if raw else None
+
+    def executable(self, key: str) -> str | None:
+        raw = self.string(key, "")
+        if not raw:
+            return None
+        # Absolute but not symlink-resolved: some launchers are symlinks to
+        # wrappers or multi-call binaries that behave by the name they were run as.
+        return os.path.normpath(self.base_dir / Path(raw).expanduser())
+
+
+def _suggest(word: str, known: Iterable[str], fmt: str) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {fmt.format(close[0])}?)" if close else ""
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in TOML, so users recognise what they typed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)

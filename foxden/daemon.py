@@ -1,0 +1,237 @@
+"""`foxden run`: start the actor system, wire the actors, wait for a signal, stop cleanly."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import uuid
+
+from foxden import procs
+from foxden.config import Config
+from foxden.logs import log_defs, setup_logging
+from foxden.protocols.messages import (
+    CloseGateway,
+    Drain,
+    Drained,
+    Initialized,
+    InitAdmin,
+    InitDispatcher,
+    InitGateway,
+    InitSupervisor,
+)
+
+log = logging.getLogger("foxden.daemon")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+ACTORS = {
+    "supervisor": "foxden.supervisor.actor.SupervisorActor",
+    "dispatcher": "foxden.actors.dispatcher.DispatcherActor",
+    "admin": "foxden.actors.admin.AdminActor",
+    "gateway": "foxden.actors.gateway.GatewayActor",
+}
+
+
+class StartupError(Exception):
+    """The daemon could not start; the message says why and what to do."""
+
+
+def instance_marker(config: Config) -> str:
+    """This daemon instance's marker prefix: "<state-tag>:<instance>/"."""
+    current = os.environ.get(procs.MARKER_ENV, "")
+    tag = procs.state_tag(config.daemon.state_dir)
+    if current.startswith(tag + ":") and current.endswith("/daemon"):
+        return current[: -len("daemon")]
+    return f"{tag}:{uuid.uuid4().hex[:10]}/"
+
+
+def reexec_marked(config: Config) -> None:
+    """Re-exec this process with the instance marker in its initial environment.
+
+    Thespian forks the actor processes from us; a forked child's
+    /proc/PID/environ is its parent's *initial* environment, so only a marker
+    that was there at exec time marks the actors too (os.environ changes are
+    invisible to psutil)."""
+    marker = instance_marker(config) + "daemon"
+    if os.environ.get(procs.MARKER_ENV) == marker:
+        return
+    env = dict(os.environ, **{procs.MARKER_ENV: marker})
+    os.execve(sys.executable, [sys.executable, "-m", "foxden", *sys.argv[1:]], env)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"[daemon] admin_port {port} is in use (another foxden or Thespian system?); "
+                                   "pick another port, or 0 for a free one") from None
+            raise
+
+
+class Daemon:
+    """One running daemon: its actor system, its actors, its pid file."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.marker = instance_marker(config)
+        self.instance = self.marker.split(":", 1)[1].rstrip("/")
+        self.asys = None
+        self.addrs: dict = {}
+        self.stop_requested = False
+        self.lock_fd: int | None = None
+        self.state_dir = str(config.daemon.state_dir)
+        self.pid_path = os.path.join(self.state_dir, "foxden.pid")
+
+    # --- start -----------------------------------------------------------------
+
+    def start(self) -> None:
+        from foxden import engines
+
+        try:
+            choice = engines.resolve_engine(self.config.pool.engine, self.config.pool.executable_path)
+        except engines.EngineUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        log.info("engine: %s (%s)", choice.name, choice.reason)
+        os.makedirs(self.state_dir, exist_ok=True)
+        self._lock_pid_file()
+        shutil.rmtree(os.path.join(self.state_dir, "browsers"), ignore_errors=True)
+        port = self.config.daemon.admin_port or free_port()
+        _check_port_free(port)
+        procs.become_subreaper()
+        os.environ.setdefault("THESPLOG_FILE", os.path.join(self.state_dir, "thespian.log"))
+        from thespian.actors import ActorSystem
+
+        self.asys = ActorSystem(
+            "multiprocTCPBase",
+            capabilities={"Admin Port": port, "foxden": self.instance},
+            logDefs=log_defs(self.config),
+            transientUnique=True,
+        )
+        for role, cls in ACTORS.items():
+            self.addrs[role] = self.asys.createActor(cls)
+        a = self.addrs
+        self._init("supervisor", InitSupervisor(self.config, choice, self.marker.rstrip("/"), a["dispatcher"]))
+        self._init("dispatcher", InitDispatcher(self.config, a["supervisor"]))
+        self._init("admin", InitAdmin(self.config, self.instance, a["supervisor"], a["dispatcher"]))
+        reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
+        if "error" in reply.detail:
+            raise StartupError(f"gateway cannot listen on {self.config.daemon.socket}: {reply.detail['error']}")
+        log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d", self.config.pool.size, choice.name,
+                 reply.detail["socket"], port, os.getpid())
+
+    def _init(self, role: str, msg) -> Initialized:
+        reply = self.asys.ask(self.addrs[role], msg, 30)
+        if not isinstance(reply, Initialized):
+            raise StartupError(f"the {role} actor did not start (answered {reply!r})")
+        return reply
+
+    def _lock_pid_file(self) -> None:
+        fd = os.open(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise StartupError(f"another foxden daemon (pid {other or '?'}) is running on {self.state_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.lock_fd = fd
+
+    # --- run -------------------------------------------------------------------
+
+    def wait(self) -> None:
+        """Block until SIGTERM/SIGINT, reaping orphans that re-parent to us."""
+        def on_signal(signum, frame):
+            self.stop_requested = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not self.stop_requested:
+            time.sleep(0.2)
+            procs.reap_children()
+
+    # --- stop ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Drain jobs, stop the pool, close the gateway, shut Thespian down, sweep. Idempotent."""
+        if self.asys is None:
+            self._release()
+            return
+        grace = self.config.daemon.grace_s
+        try:
+            if "dispatcher" in self.addrs and "gateway" in self.addrs:
+                bound = grace + self.config.watchdog.close_timeout_s + 15
+                reply = self.asys.ask(self.addrs["dispatcher"], Drain(grace), bound)
+                if not isinstance(reply, Drained):
+                    log.error("drain did not finish in %.0fs (%r); killing what is left", bound, reply)
+                self.asys.ask(self.addrs["gateway"], CloseGateway(), 5)
+        except Exception:
+            log.exception("error while draining")
+        try:
+            self.asys.shutdown()
+        except Exception:
+            log.exception("error while shutting the actor system down")
+        self.asys = None
+        self._sweep()
+        self._release()
+        log.info("stopped")
+
+    def _sweep(self) -> None:
+        """Kill anything of this instance that outlived the actor system."""
+        left = procs.find_marked(self.marker) + procs.descendants(os.getpid())
+        survivors = procs.kill_and_wait({p.pid: p for p in left}.values(), timeout=5.0, reap=True)
+        if left:
+            log.info("swept %d leftover processes: %s", len(left), "; ".join(_describe(p) for p in left))
+        if survivors:
+            log.error("processes survived the sweep: %s", [p.pid for p in survivors])
+        shutil.rmtree(os.path.join(self.state_dir, "browsers"), ignore_errors=True)
+
+    def _release(self) -> None:
+        if self.lock_fd is not None:
+            try:
+                os.unlink(self.pid_path)
+            except OSError:
+                pass
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+def _describe(proc) -> str:
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline())[:80]}"
+    except Exception:
+        return str(proc.pid)
+
+
+def run(config: Config) -> int:
+    """Run the daemon in the foreground until a signal; returns the exit code."""
+    setup_logging(config)
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+    except StartupError as exc:
+        log.error("%s", exc)
+        daemon.stop()
+        return EXIT_CONFIG if "engine" in str(exc).lower() or "install" in str(exc).lower() else EXIT_ERROR
+    except BaseException:
+        log.exception("startup failed")
+        daemon.stop()
+        return EXIT_ERROR
+    try:
+        daemon.wait()
+    finally:
+        daemon.stop()
+    return EXIT_OK

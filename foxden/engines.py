@@ -1,0 +1,366 @@
+"""Browser engines: find an installed one, build offline launch options, launch it."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINES = ("camoufox", "chromium", "firefox")
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+FIREFOX_PATHS = ("/usr/lib/firefox-esr/firefox-esr", "/usr/lib/firefox/firefox")
+
+FIXES = {
+    "camoufox": "run `camoufox fetch`",
+    "chromium": "run `apt-get install -y chromium` (or `playwright install chromium`)",
+    "firefox": "run `apt-get install -y firefox-esr`",
+}
+
+# --no-sandbox because the daemon runs as root, where Chromium refuses to
+# start sandboxed. The rest keep Chromium from phoning Google on its own.
+# --disable-dev-shm-usage is left out: it only matters when /dev/shm is tiny
+# (Docker's 64 MB default); add it through the pool's args there.
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-breakpad",
+    "--no-pings",
+)
+
+# Where every URL pref points: port 9 (discard) on loopback, so anything that
+# still fires fails at once and never leaves the machine.
+_DEAD_URL = "http://127.0.0.1:9/"
+
+# Every name below exists in Firefox ESR 153 (checked against its omni.ja and
+# libxul); prefs Firefox has since dropped (pocket, ping-centre) are left out.
+FIREFOX_PREFS: dict[str, object] = {
+    # Telemetry and data reporting.
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": _DEAD_URL,
+    "toolkit.telemetry.newProfilePing.enabled": False,
+    "toolkit.telemetry.shutdownPingSender.enabled": False,
+    "toolkit.telemetry.firstShutdownPing.enabled": False,
+    "toolkit.telemetry.updatePing.enabled": False,
+    "toolkit.telemetry.bhrPing.enabled": False,
+    "toolkit.telemetry.dap_enabled": False,
+    "toolkit.telemetry.reportingpolicy.firstRun": False,
+    "toolkit.coverage.opt-out": True,
+    "toolkit.coverage.endpoint.base": _DEAD_URL,
+    "datareporting.healthreport.uploadEnabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "datareporting.policy.firstRunURL": "",
+    "datareporting.usage.uploadEnabled": False,
+    "browser.newtabpage.activity-stream.telemetry": False,
+    # Studies and experiments: Normandy, Shield, Nimbus.
+    "app.normandy.enabled": False,
+    "app.normandy.api_url": _DEAD_URL,
+    "app.shield.optoutstudies.enabled": False,
+    "nimbus.rollouts.enabled": False,
+    # Remote settings: the feed behind blocklists, experiments, search config.
+    "services.settings.server": _DEAD_URL,
+    # Updates of the browser, add-ons, system add-ons, search engines, GMP plugins.
+    "app.update.auto": False,
+    "app.update.checkInstallTime": False,
+    "app.update.disabledForTesting": True,
+    "app.update.background.enabled": False,
+    "app.update.staging.enabled": False,
+    "extensions.update.enabled": False,
+    "extensions.update.autoUpdateDefault": False,
+    "extensions.getAddons.cache.enabled": False,
+    "extensions.blocklist.enabled": False,
+    "extensions.systemAddon.update.enabled": False,
+    "extensions.systemAddon.update.url": _DEAD_URL,
+    "extensions.htmlaboutaddons.recommendations.enabled": False,
+    "browser.discovery.enabled": False,
+    "browser.search.update": False,
+    "media.gmp-manager.url": _DEAD_URL,
+    "media.gmp-manager.updateEnabled": False,
+    "media.gmp-gmpopenh264.enabled": False,
+    "media.gmp-widevinecdm.enabled": False,
+    # Safe browsing: list downloads and per-URL lookups.
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.blockedURIs.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.safebrowsing.downloads.remote.enabled": False,
+    "browser.safebrowsing.downloads.remote.url": _DEAD_URL,
+    "browser.safebrowsing.features.malware.update": False,
+    "browser.safebrowsing.features.phishing.update": False,
+    "browser.safebrowsing.provider.google.updateURL": _DEAD_URL,
+    "browser.safebrowsing.provider.google.gethashURL": _DEAD_URL,
+    "browser.safebrowsing.provider.google4.updateURL": _DEAD_URL,
+    "browser.safebrowsing.provider.google4.gethashURL": _DEAD_URL,
+    "browser.safebrowsing.provider.google4.dataSharing.enabled": False,
+    "browser.safebrowsing.provider.google5.enabled": False,
+    "browser.safebrowsing.provider.mozilla.updateURL": _DEAD_URL,
+    "browser.safebrowsing.provider.mozilla.gethashURL": _DEAD_URL,
+    # Captive portal and connectivity probes.
+    "network.captive-portal-service.enabled": False,
+    "captivedetect.canonicalURL": _DEAD_URL,
+    "network.connectivity-service.enabled": False,
+    # DNS over HTTPS (5 = off by choice, so no rollout turns it on).
+    "network.trr.mode": 5,
+    # Speculative connections and prefetching.
+    "network.prefetch-next": False,
+    "network.dns.disablePrefetch": True,
+    "network.http.speculative-parallel-limit": 0,
+    "browser.places.speculativeConnect.enabled": False,
+    "browser.urlbar.speculativeConnect.enabled": False,
+    # Certificate status and CRLite/intermediate downloads.
+    "security.OCSP.enabled": 0,
+    "security.remote_settings.crlite_filters.enabled": False,
+    "security.remote_settings.intermediates.enabled": False,
+    # New tab, activity stream and sponsored content fetches.
+    "browser.newtabpage.enabled": False,
+    "browser.newtab.preload": False,
+    "browser.newtabpage.activity-stream.feeds.section.topstories": False,
+    "browser.newtabpage.activity-stream.feeds.system.topstories": False,
+    "browser.newtabpage.activity-stream.feeds.topsites": False,
+    "browser.newtabpage.activity-stream.showSponsored": False,
+    "browser.newtabpage.activity-stream.showSponsoredTopSites": False,
+    "browser.newtabpage.activity-stream.showWeather": False,
+    "browser.topsites.contile.enabled": False,
+    "browser.topsites.useRemoteSetting": False,
+    "browser.startup.homepage": "about:blank",
+    "browser.startup.page": 0,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "browser.aboutwelcome.enabled": False,
+    "browser.uitour.enabled": False,
+    # Search suggestions, Firefox Suggest, region lookup, geolocation.
+    "browser.search.suggest.enabled": False,
+    "browser.urlbar.suggest.searches": False,
+    "browser.urlbar.suggest.trending": False,
+    "browser.urlbar.quicksuggest.enabled": False,
+    "browser.urlbar.suggest.quicksuggest.sponsored": False,
+    "browser.urlbar.suggest.quicksuggest.nonsponsored": False,
+    "browser.urlbar.merino.endpointURL": _DEAD_URL,
+    "browser.region.network.url": _DEAD_URL,
+    "browser.region.update.enabled": False,
+    "geo.provider.network.url": _DEAD_URL,
+    # Push notifications keep a websocket to Mozilla open.
+    "dom.push.enabled": False,
+    "dom.push.connection.enabled": False,
+    # Crash reports.
+    "browser.tabs.crashReporting.sendReport": False,
+    "browser.crashReports.unsubmittedCheck.enabled": False,
+    "browser.crashReports.unsubmittedCheck.autoSubmit2": False,
+    "breakpad.reportURL": _DEAD_URL,
+    # Accounts, ML models and other features that fetch on their own.
+    "identity.fxaccounts.enabled": False,
+    "browser.ml.enable": False,
+    "browser.ml.chat.enabled": False,
+    "browser.ml.linkPreview.enabled": False,
+    "browser.contentblocking.report.monitor.enabled": False,
+    "browser.backup.scheduled.enabled": False,
+    # First-run prompts.
+    "browser.shell.checkDefaultBrowser": False,
+}
+
+
+class EngineUnavailable(Exception):
+    """An engine that cannot run here: says what was looked for and how to fix it."""
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine to run, its binary, and why it was picked."""
+
+    name: str
+    executable_path: str | None
+    reason: str
+
+
+def resolve_engine(engine: str, executable_path: str | None) -> EngineChoice:
+    """Pick the engine and binary for `engine` ("auto" or one of ENGINES); no network."""
+    if engine != "auto" and engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected auto or one of {', '.join(ENGINES)}")
+    if executable_path:
+        return _configured(engine, executable_path)
+    if engine != "auto":
+        path = _find(engine)
+        return EngineChoice(engine, path, f"{engine}: found at {path}")
+    misses = []
+    for name in ENGINES:
+        try:
+            path = _find(name)
+        except EngineUnavailable as e:
+            misses.append(str(e))
+            continue
+        return EngineChoice(name, path, f"auto: {'; '.join([*misses, f'{name} found at {path}'])}")
+    raise EngineUnavailable("auto: no browser engine is installed: " + "; ".join(misses))
+
+
+def _configured(engine: str, path: str) -> EngineChoice:
+    """A choice for an explicitly configured binary, which must be executable."""
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        what = "is not executable" if os.path.exists(path) else "does not exist"
+        raise EngineUnavailable(f"{engine}: executable_path {path} {what}")
+    if engine == "auto":
+        engine = _guess_engine(path)
+        return EngineChoice(engine, path, f"auto: executable_path {path} looks like {engine}")
+    return EngineChoice(engine, path, f"{engine}: executable_path {path} as configured")
+
+
+def _guess_engine(path: str) -> str:
+    """The engine a binary's file name implies; auto has nothing else to go on."""
+    name = os.path.basename(path).lower()
+    for hint, engine in (("camoufox", "camoufox"), ("firefox", "firefox"), ("chrom", "chromium")):
+        if hint in name:
+            return engine
+    raise EngineUnavailable(
+        f"auto: cannot tell which engine {path} is; set engine to one of {', '.join(ENGINES)}"
+    )
+
+
+def _find(engine: str) -> str:
+    """The installed binary of `engine`, or EngineUnavailable naming the fix."""
+    if engine == "camoufox":
+        return _camoufox_binary()
+    candidates = (*CHROMIUM_PATHS, _playwright_chromium()) if engine == "chromium" else FIREFOX_PATHS
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise EngineUnavailable(f"{engine}: no binary at {', '.join(candidates)}; {FIXES[engine]}")
+
+
+def _camoufox_binary() -> str:
+    """Camoufox's installed binary, found by the package itself without downloading."""
+    # Imported here: the package pulls in requests, rich and yaml (~1 s), and
+    # only a camoufox choice needs it.
+    from camoufox.exceptions import UnsupportedVersion
+    from camoufox.pkgman import camoufox_path, launch_path
+
+    try:
+        # download_if_missing=False is the package's no-network switch: it
+        # raises instead of fetching a build from GitHub.
+        return launch_path(camoufox_path(download_if_missing=False))
+    except (FileNotFoundError, UnsupportedVersion) as e:
+        # CamoufoxNotInstalled is a FileNotFoundError.
+        raise EngineUnavailable(f"camoufox: binary not installed ({e}); {FIXES['camoufox']}") from None
+
+
+def _playwright_chromium() -> str:
+    """Where `playwright install chromium` puts Chromium; it may not be there."""
+    # Mirrors the driver's registry (playwright-core's EXECUTABLE_PATHS and
+    # registryDirectory) so no driver process has to start just to ask.
+    import playwright
+
+    package = Path(playwright.__file__).parent / "driver" / "package"
+    browsers = json.loads((package / "browsers.json").read_text())["browsers"]
+    revision = next(b["revision"] for b in browsers if b["name"] == "chromium")
+    configured = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+    if configured == "0":
+        root = package / ".local-browsers"
+    elif configured:
+        root = Path(configured)
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(cache) / "ms-playwright"
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    build = ("chrome-linux", "chrome") if arm else ("chrome-linux64", "chrome")
+    return str(root.joinpath(f"chromium-{revision}", *build))
+
+
+def launch_kwargs(
+    choice: EngineChoice, *, headless: bool, extra_args: Sequence[str] = ()
+) -> tuple[str, dict]:
+    """The Playwright browser type ("chromium" or "firefox") and its launch() kwargs."""
+    if choice.name == "chromium":
+        return "chromium", {
+            "executable_path": choice.executable_path,
+            "headless": headless,
+            "args": [*CHROMIUM_ARGS, *extra_args],
+        }
+    if choice.name == "firefox":
+        # Debian's Firefox has no Juggler; Playwright drives it over WebDriver BiDi.
+        return "firefox", {
+            "channel": "moz-firefox",
+            "executable_path": choice.executable_path,
+            "headless": headless,
+            "args": [*extra_args],
+            "firefox_user_prefs": dict(FIREFOX_PREFS),
+        }
+    if choice.name == "camoufox":
+        return "firefox", _camoufox_kwargs(choice, headless, extra_args)
+    raise ValueError(f"unknown engine {choice.name!r}")
+
+
+def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[str]) -> dict:
+    """Camoufox's own launch options with every download it could start turned off."""
+    from camoufox.addons import DefaultAddons
+    from camoufox.utils import launch_options
+
+    # Without an explicit path the package resolves (and may download) a build.
+    path = choice.executable_path or _camoufox_binary()
+    # The fingerprint generator and the WebGL identity both come from fpgen's
+    # model; when it is missing the package downloads it from GitHub. There is
+    # no option to skip it short of disabling WebGL, so require it up front.
+    if not _fpgen_model_installed():
+        raise EngineUnavailable(
+            f"camoufox: the fingerprint model is not installed; {FIXES['camoufox']}"
+        )
+    return launch_options(
+        executable_path=path,
+        headless=headless,
+        args=list(extra_args),
+        firefox_user_prefs=dict(FIREFOX_PREFS),
+        # The default addon (uBlock Origin) is downloaded from addons.mozilla.org.
+        exclude_addons=list(DefaultAddons),
+        # GeoIP looks up our public IP and may download its database.
+        geoip=False,
+    )
+
+
+def _fpgen_model_installed() -> bool:
+    """Whether fpgen's pinned model is in place (hashes local files, no import of fpgen)."""
+    from camoufox.exceptions import FpgenModelError
+    from camoufox.fpgen_model import is_pinned
+
+    try:
+        return is_pinned()
+    except FpgenModelError:
+        # Raised when the fpgen package itself is missing.
+        return False
+
+
+# Playwright's words for a path that is not there (its own check) or that
+# the kernel would not run (node's spawn error).
+_MISSING_BINARY = re.compile(r"executable doesn't exist|spawn \S+ (ENOENT|EACCES)", re.IGNORECASE)
+
+
+def launch(playwright, choice: EngineChoice, *, headless: bool = True, extra_args: Sequence[str] = ()):
+    """Launch `choice` with Playwright's sync API; a missing binary is EngineUnavailable."""
+    from playwright.sync_api import Error
+
+    kind, kwargs = launch_kwargs(choice, headless=headless, extra_args=extra_args)
+    try:
+        return getattr(playwright, kind).launch(**kwargs)
+    except Error as e:
+        if not _missing_binary(e.message):
+            raise
+        raise EngineUnavailable(
+            f"{choice.name}: cannot start {kwargs.get('executable_path')}; {FIXES[choice.name]}"
+            f" ({e.message.splitlines()[0]})"
+        ) from e
+
+
+def _missing_binary(message: str) -> bool:
+    """Whether a Playwright launch error means the executable is absent or unrunnable."""
+    return _MISSING_BINARY.search(message) is not None
+
+
+def engine_version(browser) -> str:
+    """E.g. "chromium 156.0.8078.79": the Playwright browser type and its version."""
+    return f"{browser.browser_type.name} {browser.version}"

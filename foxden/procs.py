@@ -1,0 +1,178 @@
+"""Process ownership: markers, finding, killing and reaping what foxden started."""
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+import psutil
+
+# Every process foxden starts inherits this variable. Its value is
+# "<state-hash>:<instance>/<owner>", so a prefix match finds everything of one
+# state dir (the startup reaper), of one daemon instance (stop), or of one
+# browser actor (the supervisor's cleanup). A walk of descendants is not
+# enough: chrome_crashpad_handler double-forks and escapes any process tree.
+MARKER_ENV = "FOXDEN_OWNER"
+
+
+def state_tag(state_dir: os.PathLike | str) -> str:
+    """A short stable tag for a state dir, used as the first part of markers."""
+    return hashlib.sha256(os.fsencode(os.path.abspath(state_dir))).hexdigest()[:12]
+
+
+def alive(proc: psutil.Process) -> bool:
+    """True if proc exists and is not a zombie (a zombie holds no resources but its pid)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def pid_alive(pid: int | None) -> bool:
+    """alive() for a bare pid."""
+    if not pid:
+        return False
+    try:
+        return alive(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
+def find_marked(prefix: str, *, exclude: Iterable[int] = ()) -> list[psutil.Process]:
+    """Live processes whose marker starts with prefix (our own process excluded)."""
+    skip = {os.getpid(), *exclude}
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in skip:
+            continue
+        try:
+            value = proc.environ().get(MARKER_ENV)
+        except (psutil.Error, OSError):
+            continue
+        if value is not None and value.startswith(prefix) and alive(proc):
+            found.append(proc)
+    return found
+
+
+def kill_and_wait(procs: Iterable[psutil.Process], timeout: float = 3.0, *, reap: bool = False
+                  ) -> list[psutil.Process]:
+    """SIGKILL procs and wait until all are dead (zombies count as dead).
+
+    Returns the ones still alive after `timeout` (should be empty: SIGKILL
+    cannot be caught; only an uninterruptible sleep delays it). Only the
+    daemon passes reap=True: inside an actor, reaping with waitpid(-1) would
+    steal the exit status Thespian waits for to send ChildActorExited."""
+    procs = [p for p in procs if alive(p)]
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+    deadline = time.monotonic() + timeout
+    while True:
+        if reap:
+            reap_children()
+        left = [p for p in procs if alive(p)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.005)
+
+
+def kill_pids(pids: Iterable[int]) -> None:
+    """Send SIGKILL to each pid that exists; never raises."""
+    for pid in pids:
+        if pid and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def processes(pids: Iterable[int]) -> list[psutil.Process]:
+    """psutil handles for the pids that still exist."""
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    return out
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Live descendants of pid (empty if pid is gone)."""
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if alive(p)]
+    except psutil.Error:
+        return []
+
+
+def browser_pids(actor_pid: int) -> list[int]:
+    """A browser actor's browser processes: each main process, then its descendants.
+
+    The actor's direct children are Playwright drivers; the browser is the
+    driver's child. The driver itself is not listed."""
+    out: list[int] = []
+    try:
+        drivers = psutil.Process(actor_pid).children()
+    except psutil.Error:
+        return out
+    for driver in drivers:
+        try:
+            mains = driver.children()
+        except psutil.Error:
+            continue
+        for main in mains:
+            if alive(main):
+                out.append(main.pid)
+                out.extend(p.pid for p in descendants(main.pid))
+    return out
+
+
+def reap_children() -> list[int]:
+    """Reap every exited child of this process without blocking; returns their pids."""
+    reaped = []
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        except OSError as exc:  # pragma: no cover - EINTR is retried by Python
+            if exc.errno == errno.EINTR:
+                continue
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped.append(pid)
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process instead of PID 1.
+
+    With this, Thespian's double-forked admin, the actors it forks and every
+    browser process stay our descendants, so we can reap and account for them
+    even after their own parent died."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def pss_bytes(pids: Iterable[int]) -> int:
+    """Proportional set size of the given processes, summed (0 for ones we cannot read).
+
+    PSS, not RSS: browser processes share most of their pages, and RSS would
+    count those once per process."""
+    total = 0
+    for proc in processes(pids):
+        try:
+            total += proc.memory_full_info().pss
+        except (psutil.Error, AttributeError, OSError):
+            pass
+    return total

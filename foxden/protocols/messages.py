@@ -1,0 +1,308 @@
+"""Messages the daemon's actors exchange among themselves (never with clients)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# These cross Thespian's transport between our own actor processes only.
+# Everything that comes from a client is decoded by foxden.protocols.wire
+# (msgpack, strict) before it becomes one of these.
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to do in a browser: one attempt of a client's job.
+
+    `key` is the daemon's own unique job key; `id` is what the answer is
+    labelled with (the client's id when it gave one, else the key)."""
+
+    key: str
+    id: str
+    url: str
+    eval: str | None = None
+    wait_for: str | None = None
+    timeout_s: float = 30.0
+    session: str | None = None
+    new_session: bool = False
+    screenshot: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended inside a live browser (the browser survived it).
+
+    status is "ok", "failed" or "timeout"; `result` is a PageResult-shaped
+    dict when ok; `error` is (code, message) otherwise."""
+
+    status: str
+    result: dict | None = None
+    error: tuple[str, str] | None = None
+
+
+# --- daemon -> actors: wiring ------------------------------------------------
+
+@dataclass(frozen=True)
+class InitSupervisor:
+    """Daemon -> supervisor: configuration, the resolved engine, identity, who to report to."""
+
+    config: Any
+    engine: Any
+    instance: str
+    dispatcher: Any
+
+
+@dataclass(frozen=True)
+class InitDispatcher:
+    """Daemon -> dispatcher: configuration and the supervisor's address."""
+
+    config: Any
+    supervisor: Any
+
+
+@dataclass(frozen=True)
+class InitAdmin:
+    """Daemon -> admin: where to ask for state."""
+
+    config: Any
+    instance: str
+    supervisor: Any
+    dispatcher: Any
+
+
+@dataclass(frozen=True)
+class InitGateway:
+    """Daemon -> gateway: config, and the actors that serve client requests."""
+
+    config: Any
+    instance: str
+    dispatcher: Any
+    admin: Any
+
+
+@dataclass(frozen=True)
+class Initialized:
+    """Any actor -> daemon: the Init message was applied (listening, if a gateway)."""
+
+    role: str
+    pid: int
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CloseGateway:
+    """Daemon -> gateway: flush every answer, close every socket, reply Initialized."""
+
+
+# --- gateway <-> dispatcher / admin ------------------------------------------
+
+@dataclass(frozen=True)
+class SubmitJob:
+    """Gateway -> dispatcher: a client's job. Exactly one JobAnswer follows, to reply_to."""
+
+    request: Any  # foxden.protocols.wire.JobRequest
+    tag: Any
+    reply_to: Any = None  # None: answer the sender
+
+
+@dataclass(frozen=True)
+class JobAnswer:
+    """Dispatcher -> submitter: the one terminal answer of a job (a wire.Answer)."""
+
+    tag: Any
+    answer: Any
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    """Anyone -> admin: asks for a full status report (a StatusReport follows)."""
+
+    tag: Any = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Admin -> asker: the status document (plain dict, as `foxden status --json`)."""
+
+    tag: Any
+    status: dict
+
+
+# --- dispatcher <-> supervisor -----------------------------------------------
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """Supervisor -> dispatcher: browser `browser` is ready and idle; give it a job."""
+
+    browser: str
+    engine: str
+
+
+@dataclass(frozen=True)
+class Assign:
+    """Dispatcher -> supervisor: run `job` on `browser`; the attempt may take budget_s."""
+
+    browser: str
+    job: JobSpec
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class AssignRefused:
+    """Supervisor -> dispatcher: `browser` was no longer idle; `job` never started."""
+
+    browser: str
+    job_key: str
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """Supervisor -> dispatcher: an attempt ended in a live browser, which is idle again."""
+
+    browser: str
+    job_key: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class BrowserGone:
+    """Supervisor -> dispatcher: a browser actor is dead and cleaned up.
+
+    Sent from exactly one place, the supervisor's ChildActorExited handler.
+    `job_key` is the attempt that died with it (None when it was idle);
+    `reason` is why it ended ("crash", "timeout", "unresponsive",
+    "launch_failed", "shutdown", ...)."""
+
+    browser: str
+    job_key: str | None
+    reason: str
+    detail: str = ""
+    sessions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolFailed:
+    """Supervisor -> dispatcher: restart intensity exceeded; no browsers will come."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class StateQuery:
+    """Admin -> dispatcher -> supervisor -> admin: a consistent snapshot chain.
+
+    The dispatcher adds its snapshot and forwards to the supervisor, which adds
+    its own and sends the query back to the dispatcher, which adds a second
+    snapshot and answers the admin. Because each pair of actors delivers in
+    order, a job in flight in both dispatcher snapshots is exactly a job the
+    supervisor's snapshot shows as busy (see admin.check_invariants)."""
+
+    tag: Any
+    reply_to: Any
+    dispatcher_before: dict | None = None
+    supervisor: dict | None = None
+    dispatcher_after: dict | None = None
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Daemon -> dispatcher: stop accepting, finish in-flight within grace_s, stop the pool.
+
+    The dispatcher answers every queued job `rejected`/`shutting_down`, then
+    replies Drained once no browser is left."""
+
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class StopPool:
+    """Dispatcher -> supervisor: stop every browser now (no restarts); reply PoolStopped."""
+
+
+@dataclass(frozen=True)
+class PoolStopped:
+    """Supervisor -> dispatcher: every child has exited and been cleaned up."""
+
+
+@dataclass(frozen=True)
+class Drained:
+    """Dispatcher -> daemon: every job has had its answer and the pool is empty."""
+
+    answered_during_drain: int
+
+
+# --- supervisor <-> browser actor --------------------------------------------
+
+@dataclass(frozen=True)
+class StartBrowser:
+    """Supervisor -> new browser actor: launch your browser.
+
+    `marker` goes into the environment of every process the actor starts, so
+    the supervisor can find them even after they re-parent away."""
+
+    browser: str
+    config: Any  # foxden.config.Config
+    engine: Any  # foxden.engines.EngineChoice, resolved once by the daemon
+    marker: str
+    tmpdir: str
+
+
+@dataclass(frozen=True)
+class BrowserStarted:
+    """Browser actor -> supervisor: alive, here is my pid (sent before launching)."""
+
+    browser: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class BrowserReady:
+    """Browser actor -> supervisor: browser launched and idle."""
+
+    browser: str
+    pid: int
+    browser_pids: tuple[int, ...]
+    engine: str
+    version: str
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Supervisor -> browser actor: run one attempt; answer JobDone unless the browser dies."""
+
+    job: JobSpec
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """Browser actor -> supervisor: the attempt ended and the browser is healthy."""
+
+    browser: str
+    job_key: str
+    outcome: Outcome
+    sessions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Supervisor -> idle browser actor: heartbeat."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
+class Pong:
+    """Browser actor -> supervisor: heartbeat answer; alive is False if its browser died."""
+
+    browser: str
+    seq: int
+    alive: bool
+
+
+@dataclass(frozen=True)
+class Dying:
+    """Browser actor -> supervisor: I am exiting on my own, and why."""
+
+    browser: str
+    reason: str
+    detail: str = ""

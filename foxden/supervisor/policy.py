@@ -1,0 +1,192 @@
+"""Restart policy as frozen data and pure functions, after OTP's supervisor.erl."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence, get_args
+
+# Nothing here reads a clock, sends a message or touches a process: the
+# supervisor actor owns time and side effects and asks these functions what
+# to do, so every restart decision can be tested (and replayed) exactly.
+
+RestartType = Literal["permanent", "transient", "temporary"]
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+
+# Exits that are not failures: a transient child leaving for one of these
+# reasons did what it was asked (OTP's normal / shutdown / {shutdown, _});
+# "recycled" is our own planned retirement of a browser after N jobs.
+NORMAL_EXITS = frozenset({"normal", "shutdown", "recycled"})
+
+# Deliberate deviation from OTP: in supervisor.erl every restart counts toward
+# intensity. A browser we kill because a job's page hung is the page's fault,
+# not the browser's, and one slow site must not be able to exhaust the pool's
+# restart budget and take the whole supervisor down. So these exits are still
+# restarted (for permanent/transient children) but are neither counted toward
+# intensity nor backed off.
+NON_COUNTING_EXITS = frozenset({"timeout"})
+
+_RESTART_TYPES = frozenset(get_args(RestartType))
+_STRATEGIES = frozenset(get_args(Strategy))
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a supervisor treats its children's exits (OTP's restart type,
+    strategy, intensity and period, plus an exponential restart backoff)."""
+
+    restart: RestartType = "permanent"
+    strategy: Strategy = "one_for_one"
+    intensity: int = 10  # max counted restarts ...
+    period_s: float = 60.0  # ... within this sliding window; more -> give up
+    backoff_base_s: float = 0.1
+    backoff_max_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        # Policies come from config files; fail at load time, not at the
+        # first crash, when a bad value would otherwise surface.
+        if self.restart not in _RESTART_TYPES:
+            raise ValueError(f"restart must be one of {sorted(_RESTART_TYPES)}, got {self.restart!r}")
+        if self.strategy not in _STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(_STRATEGIES)}, got {self.strategy!r}")
+        if isinstance(self.intensity, bool) or not isinstance(self.intensity, int) or self.intensity < 0:
+            raise ValueError(f"intensity must be an int >= 0, got {self.intensity!r}")
+        # `not (x > 0)` rather than `x <= 0` so NaN is rejected too.
+        if not (self.period_s > 0):
+            raise ValueError(f"period_s must be > 0, got {self.period_s!r}")
+        if not (self.backoff_base_s >= 0):
+            raise ValueError(f"backoff_base_s must be >= 0, got {self.backoff_base_s!r}")
+        if not (self.backoff_max_s >= 0):
+            raise ValueError(f"backoff_max_s must be >= 0, got {self.backoff_max_s!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> RestartPolicy:
+        """Build from a config section; its `policy` attribute is the restart type."""
+        return cls(
+            restart=cfg.policy,
+            strategy=cfg.strategy,
+            intensity=cfg.intensity,
+            period_s=cfg.period_s,
+            backoff_base_s=cfg.backoff_base_s,
+            backoff_max_s=cfg.backoff_max_s,
+        )
+
+
+@dataclass(frozen=True)
+class RestartHistory:
+    """Monotonic times of counted restarts, oldest first, pruned to the window."""
+
+    times: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do about one child exit, and the history to keep afterwards."""
+
+    action: Literal["restart", "ignore", "give_up"]
+    delay_s: float  # 0 unless action == "restart"
+    history: RestartHistory
+    reason: str
+
+
+def should_restart(restart: RestartType, exit_reason: str) -> bool:
+    """Whether a child of this restart type is restarted after this exit (OTP rules)."""
+    if restart == "permanent":
+        return True
+    if restart == "transient":
+        return exit_reason not in NORMAL_EXITS
+    if restart == "temporary":
+        return False
+    raise ValueError(f"unknown restart type {restart!r}")
+
+
+def prune(history: RestartHistory, now: float, period_s: float) -> RestartHistory:
+    """Drop restarts older than `period_s` before `now`.
+
+    The window is inclusive, as in OTP (a restart exactly `period_s` ago
+    still counts)."""
+    threshold = now - period_s
+    # A filter, not OTP's takewhile, so a caller's out-of-order time cannot
+    # make us keep or drop the wrong entries.
+    kept = tuple(t for t in history.times if t >= threshold)
+    return history if len(kept) == len(history.times) else RestartHistory(kept)
+
+
+def backoff_delay(history: RestartHistory, now: float, policy: RestartPolicy) -> float:
+    """Delay before the next counted restart: 0 for the first in the window,
+    then base * 2**(k-1) capped at backoff_max_s, k = restarts already in it."""
+    k = len(prune(history, now, policy.period_s).times)
+    if k == 0:
+        return 0.0
+    # Clamp the exponent so a large intensity cannot overflow the float
+    # arithmetic; 2.0**1023 is finite and the cap applies long before it.
+    return min(policy.backoff_base_s * 2.0 ** min(k - 1, 1023), policy.backoff_max_s)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def decide(
+    policy: RestartPolicy,
+    history: RestartHistory,
+    exit_reason: str,
+    now: float,
+    *,
+    shutting_down: bool = False,
+) -> Decision:
+    """Decide what a supervisor does about one child exit at monotonic time `now`."""
+    pruned = prune(history, now, policy.period_s)
+    if shutting_down:
+        # Children exit because we are stopping them; restarting would fight
+        # the shutdown (OTP's supervisor ignores exits once terminating).
+        return Decision("ignore", 0.0, pruned, f"supervisor is shutting down (child exited {exit_reason!r})")
+    if not should_restart(policy.restart, exit_reason):
+        if policy.restart == "temporary":
+            why = f"temporary child exited {exit_reason!r} and is never restarted"
+        else:
+            why = f"{policy.restart} child exited normally ({exit_reason!r})"
+        return Decision("ignore", 0.0, pruned, why)
+    if exit_reason in NON_COUNTING_EXITS:
+        return Decision(
+            "restart",
+            0.0,
+            pruned,
+            f"{policy.restart} child exited {exit_reason!r}: the job's fault, restarted without counting toward intensity",
+        )
+
+    delay = backoff_delay(pruned, now, policy)
+    recorded = RestartHistory(pruned.times + (now,))
+    n = len(recorded.times)
+    if n > policy.intensity:
+        # OTP: more than MaxR restarts within MaxT -> the supervisor gives up
+        # (so intensity=0 gives up on the first failure). The history still
+        # records this restart, as OTP's state does.
+        span = now - min(recorded.times)
+        return Decision(
+            "give_up",
+            0.0,
+            recorded,
+            f"{_plural(n, 'restart')} in {span:g}s exceeds intensity {policy.intensity} in {policy.period_s:g}s"
+            f" (last exit {exit_reason!r})",
+        )
+    return Decision(
+        "restart",
+        delay,
+        recorded,
+        f"{policy.restart} child exited {exit_reason!r}: restart {n} of {policy.intensity} allowed in {policy.period_s:g}s",
+    )
+
+
+def children_to_restart(strategy: Strategy, order: Sequence[str], failed: str) -> list[str]:
+    """Which children to restart, in start order, when `failed` fails."""
+    if failed not in order:
+        # Not a child we know the position of: restarting anything else
+        # on its behalf would be a guess.
+        return [failed]
+    if strategy == "one_for_one":
+        return [failed]
+    if strategy == "one_for_all":
+        return list(order)
+    if strategy == "rest_for_one":
+        # Children started after `failed` may depend on it, so they go too.
+        return list(order[list(order).index(failed):])
+    raise ValueError(f"unknown strategy {strategy!r}")
