@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from playwright.sync_api import Browser, Error, Playwright
+
 ENGINES = ("camoufox", "chromium", "firefox")
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -20,10 +22,16 @@ FIXES = {
     "firefox": "run `apt-get install -y firefox-esr`",
 }
 
+# Where every phone-home URL we can override points: port 9 (discard) on
+# loopback, so anything that still fires fails at once and stays on the host.
+_DEAD_URL = "http://127.0.0.1:9/"
+
 # --no-sandbox because the daemon runs as root, where Chromium refuses to
 # start sandboxed. The rest keep Chromium from phoning Google on its own.
-# --disable-dev-shm-usage is left out: it only matters when /dev/shm is tiny
-# (Docker's 64 MB default); add it through the pool's args there.
+# --disable-dev-shm-usage is not needed: Playwright always passes it.
+# Not here: --disable-features=NetworkTimeServiceQuerying (one time query to
+# clients2.google.com), because Chromium keeps only the last --disable-features
+# and ours would drop Playwright's own list.
 CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-sandbox",
     "--disable-gpu",
@@ -31,15 +39,13 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--disable-default-apps",
     "--disable-domain-reliability",
-    "--disable-breakpad",
     "--no-pings",
+    # Both fire at startup despite the switches above: the sign-in cookie
+    # check (accounts.google.com/ListAccounts) and the component updater.
+    f"--gaia-url={_DEAD_URL}",
+    f"--component-updater=url-source={_DEAD_URL}",
 )
-
-# Where every URL pref points: port 9 (discard) on loopback, so anything that
-# still fires fails at once and never leaves the machine.
-_DEAD_URL = "http://127.0.0.1:9/"
 
 # Every name below exists in Firefox ESR 153 (checked against its omni.ja and
 # libxul); prefs Firefox has since dropped (pocket, ping-centre) are left out.
@@ -198,15 +204,20 @@ def resolve_engine(engine: str, executable_path: str | None) -> EngineChoice:
         except EngineUnavailable as e:
             misses.append(str(e))
             continue
-        return EngineChoice(name, path, f"auto: {'; '.join([*misses, f'{name} found at {path}'])}")
-    raise EngineUnavailable("auto: no browser engine is installed: " + "; ".join(misses))
+        # Each miss reads "<what>; <fix>": the reason only needs the what.
+        skipped = [miss.split(";")[0] for miss in misses]
+        return EngineChoice(name, path, "auto: " + "; ".join([*skipped, f"{name} found at {path}"]))
+    raise EngineUnavailable("auto: no browser engine is installed: " + " / ".join(misses))
 
 
 def _configured(engine: str, path: str) -> EngineChoice:
     """A choice for an explicitly configured binary, which must be executable."""
     if not os.path.isfile(path) or not os.access(path, os.X_OK):
         what = "is not executable" if os.path.exists(path) else "does not exist"
-        raise EngineUnavailable(f"{engine}: executable_path {path} {what}")
+        raise EngineUnavailable(
+            f"{engine}: executable_path {path} {what}; point it at the browser binary, or leave it"
+            " empty to use the installed one"
+        )
     if engine == "auto":
         engine = _guess_engine(path)
         return EngineChoice(engine, path, f"auto: executable_path {path} looks like {engine}")
@@ -227,7 +238,11 @@ def _guess_engine(path: str) -> str:
 def _find(engine: str) -> str:
     """The installed binary of `engine`, or EngineUnavailable naming the fix."""
     if engine == "camoufox":
-        return _camoufox_binary()
+        path = _camoufox_binary()
+        # Checked here too so that auto moves on, and the daemon refuses at
+        # start-up, rather than a browser actor failing at launch.
+        _require_fpgen_model()
+        return path
     candidates = (*CHROMIUM_PATHS, _playwright_chromium()) if engine == "chromium" else FIREFOX_PATHS
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -248,7 +263,7 @@ def _camoufox_binary() -> str:
         return launch_path(camoufox_path(download_if_missing=False))
     except (FileNotFoundError, UnsupportedVersion) as e:
         # CamoufoxNotInstalled is a FileNotFoundError.
-        raise EngineUnavailable(f"camoufox: binary not installed ({e}); {FIXES['camoufox']}") from None
+        raise EngineUnavailable(f"camoufox: binary not installed; {FIXES['camoufox']} ({e})") from None
 
 
 def _playwright_chromium() -> str:
@@ -291,10 +306,18 @@ def launch_kwargs(
             "headless": headless,
             "args": [*extra_args],
             "firefox_user_prefs": dict(FIREFOX_PREFS),
+            "env": _firefox_env(),
         }
     if choice.name == "camoufox":
         return "firefox", _camoufox_kwargs(choice, headless, extra_args)
     raise ValueError(f"unknown engine {choice.name!r}")
+
+
+def _firefox_env() -> dict[str, str]:
+    """Our environment plus the switch that lets services.settings.server apply."""
+    # Release builds ignore the remote-settings server pref unless this is set,
+    # and poll firefox.settings.services.mozilla.com at startup regardless.
+    return {**os.environ, "MOZ_REMOTE_SETTINGS_DEVTOOLS": "1"}
 
 
 def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[str]) -> dict:
@@ -304,18 +327,13 @@ def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[
 
     # Without an explicit path the package resolves (and may download) a build.
     path = choice.executable_path or _camoufox_binary()
-    # The fingerprint generator and the WebGL identity both come from fpgen's
-    # model; when it is missing the package downloads it from GitHub. There is
-    # no option to skip it short of disabling WebGL, so require it up front.
-    if not _fpgen_model_installed():
-        raise EngineUnavailable(
-            f"camoufox: the fingerprint model is not installed; {FIXES['camoufox']}"
-        )
+    _require_fpgen_model()
     return launch_options(
         executable_path=path,
         headless=headless,
         args=list(extra_args),
         firefox_user_prefs=dict(FIREFOX_PREFS),
+        env=_firefox_env(),
         # The default addon (uBlock Origin) is downloaded from addons.mozilla.org.
         exclude_addons=list(DefaultAddons),
         # GeoIP looks up our public IP and may download its database.
@@ -323,16 +341,22 @@ def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[
     )
 
 
-def _fpgen_model_installed() -> bool:
-    """Whether fpgen's pinned model is in place (hashes local files, no import of fpgen)."""
+def _require_fpgen_model() -> None:
+    """Refuse unless fpgen's pinned model is installed (checks hashes; fpgen is not imported)."""
+    # Camoufox draws the fingerprint and the WebGL identity from this model and
+    # downloads it from GitHub when it is missing; only block_webgl avoids
+    # that, and a browser without WebGL is easy to spot. `camoufox fetch`
+    # installs it with the browser.
     from camoufox.exceptions import FpgenModelError
     from camoufox.fpgen_model import is_pinned
 
     try:
-        return is_pinned()
+        installed = is_pinned()
     except FpgenModelError:
         # Raised when the fpgen package itself is missing.
-        return False
+        installed = False
+    if not installed:
+        raise EngineUnavailable(f"camoufox: fingerprint model not installed; {FIXES['camoufox']}")
 
 
 # Playwright's words for a path that is not there (its own check) or that
@@ -340,27 +364,22 @@ def _fpgen_model_installed() -> bool:
 _MISSING_BINARY = re.compile(r"executable doesn't exist|spawn \S+ (ENOENT|EACCES)", re.IGNORECASE)
 
 
-def launch(playwright, choice: EngineChoice, *, headless: bool = True, extra_args: Sequence[str] = ()):
+def launch(
+    playwright: Playwright, choice: EngineChoice, *, headless: bool = True, extra_args: Sequence[str] = ()
+) -> Browser:
     """Launch `choice` with Playwright's sync API; a missing binary is EngineUnavailable."""
-    from playwright.sync_api import Error
-
     kind, kwargs = launch_kwargs(choice, headless=headless, extra_args=extra_args)
     try:
         return getattr(playwright, kind).launch(**kwargs)
     except Error as e:
-        if not _missing_binary(e.message):
+        if not _MISSING_BINARY.search(e.message):
             raise
         raise EngineUnavailable(
-            f"{choice.name}: cannot start {kwargs.get('executable_path')}; {FIXES[choice.name]}"
+            f"{choice.name}: cannot start {kwargs['executable_path']}; {FIXES[choice.name]}"
             f" ({e.message.splitlines()[0]})"
         ) from e
 
 
-def _missing_binary(message: str) -> bool:
-    """Whether a Playwright launch error means the executable is absent or unrunnable."""
-    return _MISSING_BINARY.search(message) is not None
-
-
-def engine_version(browser) -> str:
+def engine_version(browser: Browser) -> str:
     """E.g. "chromium 156.0.8078.79": the Playwright browser type and its version."""
     return f"{browser.browser_type.name} {browser.version}"

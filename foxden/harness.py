@@ -51,7 +51,8 @@ class DaemonProcess:
     def state_prefix(self) -> str:
         return procs.state_tag(self.config.daemon.state_dir) + ":"
 
-    def start(self, timeout: float = 90.0) -> "DaemonProcess":
+    def start(self, timeout: float = 90.0, *, wait_pool: bool = True) -> "DaemonProcess":
+        """Start and wait until the socket answers and (if wait_pool) every browser is idle."""
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "foxden", "run", "-c", self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
@@ -62,10 +63,16 @@ class DaemonProcess:
             try:
                 with self.client() as c:
                     c.ping()
-                return self
+                break
             except ClientError:
                 time.sleep(0.1)
-        raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log_tail()}")
+        else:
+            raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log_tail()}")
+        if wait_pool:
+            size = self.config.pool.size
+            self.wait_until(lambda s: s["browsers"]["by_state"]["idle"] >= size or s["pool"]["state"] == "failed",
+                            timeout=max(1.0, deadline - time.monotonic()))
+        return self
 
     def client(self, timeout: float | None = None) -> Client:
         return Client.from_config(self.config, timeout=timeout)

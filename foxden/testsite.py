@@ -23,7 +23,10 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser went away first (killed, timed out): not the site's problem
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         parts = urlsplit(self.path)

@@ -203,7 +203,7 @@ Message = Union[Hello, Welcome, Submit, Result, StatusRequest, StatusReply, Ping
 # Each check takes (value, field path) and returns the value to store, or
 # raises bad_field naming the path, e.g. "job.timeout_s".
 
-Check = Callable[[Any, str], Any]
+_Check = Callable[[Any, str], Any]
 
 
 def _show(value: Any) -> str:
@@ -219,26 +219,29 @@ def _bad(path: str, expected: str, value: Any) -> ProtocolError:
     return ProtocolError("bad_field", f"{path}: expected {expected}, got {_show(value)}")
 
 
-def _nullable(check: Check) -> Check:
+def _nullable(check: _Check) -> _Check:
     def nullable(value: Any, path: str) -> Any:
         return None if value is None else check(value, path)
     return nullable
 
 
-def _str(min_len: int = 0, max_len: int | None = None) -> Check:
-    if max_len is not None:
-        expected = f"a string of {min_len}..{max_len} characters"
-    else:
-        expected = "a non-empty string" if min_len else "a string"
+def _text(value: Any, path: str) -> str:
+    if type(value) is not str:
+        raise _bad(path, "a string", value)
+    return value
+
+
+def _str(min_len: int, max_len: int) -> _Check:
+    expected = f"a string of {min_len}..{max_len} characters"
 
     def check(value: Any, path: str) -> str:
-        if type(value) is not str or len(value) < min_len or (max_len is not None and len(value) > max_len):
+        if type(value) is not str or not min_len <= len(value) <= max_len:
             raise _bad(path, expected, value)
         return value
     return check
 
 
-def _int(lo: int, hi: int) -> Check:
+def _int(lo: int, hi: int) -> _Check:
     expected = f"an integer in {lo}..{hi}"
 
     def check(value: Any, path: str) -> int:
@@ -249,7 +252,7 @@ def _int(lo: int, hi: int) -> Check:
     return check
 
 
-def _number(positive: bool) -> Check:
+def _number(positive: bool) -> _Check:
     expected = "a finite number > 0" if positive else "a finite number >= 0"
 
     def check(value: Any, path: str) -> float:
@@ -275,7 +278,7 @@ def _bytes(value: Any, path: str) -> bytes:
     return value
 
 
-def _one_of(*choices: str) -> Check:
+def _one_of(*choices: str) -> _Check:
     expected = "one of " + ", ".join(map(repr, choices))
 
     def check(value: Any, path: str) -> str:
@@ -307,12 +310,12 @@ class _Spec:
     """How one dataclass goes on the wire: (name, default, check) per field."""
 
     cls: type
-    fields: tuple[tuple[str, Any, Check], ...]
+    fields: tuple[tuple[str, Any, _Check], ...]
     names: frozenset[str]
     post: Callable[[Any], None] | None
 
 
-def _spec(cls: type, checks: dict[str, Check], post: Callable[[Any], None] | None = None) -> _Spec:
+def _spec(cls: type, checks: dict[str, _Check], post: Callable[[Any], None] | None = None) -> _Spec:
     # Defaults come from the dataclass itself so the two cannot drift apart.
     fields = tuple((f.name, f.default, checks[f.name]) for f in dataclasses.fields(cls))
     return _Spec(cls, fields, frozenset(name for name, _, _ in fields), post)
@@ -337,12 +340,11 @@ def _from_map(spec: _Spec, m: dict, prefix: str, envelope: int) -> Any:
     return obj
 
 
-def _nested(spec_name: str) -> Check:
-    # By name, because the nested spec is defined after the checks that use it.
+def _nested(spec: _Spec) -> _Check:
     def check(value: Any, path: str) -> Any:
         if type(value) is not dict:
             raise _bad(path, "a map", value)
-        return _from_map(_SPECS_BY_NAME[spec_name], value, path + ".", 0)
+        return _from_map(spec, value, path + ".", 0)
     return check
 
 
@@ -362,47 +364,44 @@ def _answer_consistent(a: Answer) -> None:
 
 
 _rid = _int(0, _MAX_RID)
-_text = _str()
 _opt_text = _nullable(_text)
 _name = _nullable(_str(1, _MAX_NAME))
 
-_SPECS_BY_NAME: dict[str, _Spec] = {
-    "job": _spec(JobRequest, {
-        "url": _str(1, _MAX_URL),
-        "id": _name,
-        "eval": _opt_text,
-        "wait_for": _opt_text,
-        "timeout_s": _nullable(_number(positive=True)),
-        "session": _name,
-        "new_session": _bool,
-        "screenshot": _bool,
-    }),
-    "error": _spec(ErrorInfo, {"code": _text, "message": _text}),
-    "result": _spec(PageResult, {
-        "final_url": _text,
-        "http_status": _nullable(_int(0, 999)),
-        "title": _text,
-        "content_length": _int(0, _MAX_RID),
-        "eval": _anything,
-        "screenshot": _nullable(_bytes),
-    }),
-    "answer": _spec(Answer, {
-        "id": _text,
-        "status": _one_of("ok", "failed", "timeout", "rejected"),
-        "error": _nullable(_nested("error")),
-        "result": _nullable(_nested("result")),
-        "attempts": _int(0, _MAX_RID),
-        "browser": _opt_text,
-        "elapsed_ms": _number(positive=False),
-    }, post=_answer_consistent),
-}
+_JOB = _spec(JobRequest, {
+    "url": _str(1, _MAX_URL),
+    "id": _name,
+    "eval": _opt_text,
+    "wait_for": _opt_text,
+    "timeout_s": _nullable(_number(positive=True)),
+    "session": _name,
+    "new_session": _bool,
+    "screenshot": _bool,
+})
+_ERROR_INFO = _spec(ErrorInfo, {"code": _text, "message": _text})
+_PAGE_RESULT = _spec(PageResult, {
+    "final_url": _text,
+    "http_status": _nullable(_int(0, 999)),
+    "title": _text,
+    "content_length": _int(0, _MAX_RID),
+    "eval": _anything,
+    "screenshot": _nullable(_bytes),
+})
+_ANSWER = _spec(Answer, {
+    "id": _text,
+    "status": _one_of("ok", "failed", "timeout", "rejected"),
+    "error": _nullable(_nested(_ERROR_INFO)),
+    "result": _nullable(_nested(_PAGE_RESULT)),
+    "attempts": _int(0, _MAX_RID),
+    "browser": _opt_text,
+    "elapsed_ms": _number(positive=False),
+}, post=_answer_consistent)
 
 # Wire "type" -> spec of the top-level message.
 _MESSAGES: dict[str, _Spec] = {
     "hello": _spec(Hello, {"token": _opt_text, "client": _text}),
     "welcome": _spec(Welcome, {"server": _text, "protocol": _int(0, _MAX_RID), "instance": _text}),
-    "submit": _spec(Submit, {"rid": _rid, "job": _nested("job")}),
-    "result": _spec(Result, {"rid": _rid, "answer": _nested("answer")}),
+    "submit": _spec(Submit, {"rid": _rid, "job": _nested(_JOB)}),
+    "result": _spec(Result, {"rid": _rid, "answer": _nested(_ANSWER)}),
     "status": _spec(StatusRequest, {"rid": _rid}),
     "status_reply": _spec(StatusReply, {"rid": _rid, "status": _str_map}),
     "ping": _spec(Ping, {"rid": _rid}),
@@ -410,7 +409,8 @@ _MESSAGES: dict[str, _Spec] = {
     "error": _spec(ErrorReply, {"rid": _nullable(_rid), "code": _text, "message": _text}),
 }
 _TYPE_OF = {spec.cls: name for name, spec in _MESSAGES.items()}
-_NESTED_SPECS = {spec.cls: spec for spec in _SPECS_BY_NAME.values()}
+# Values of these types inside a message are encoded as nested maps.
+_NESTED_SPECS = {spec.cls: spec for spec in (_JOB, _ERROR_INFO, _PAGE_RESULT, _ANSWER)}
 
 
 # --- encoding ----------------------------------------------------------------
@@ -459,7 +459,8 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
         if type(v) is not int:
             raise _bad("v", "an integer", v)
         if v != PROTOCOL_VERSION:
-            raise ProtocolError("unsupported_version", f"v: protocol version {v} is not supported (this side speaks {PROTOCOL_VERSION})")
+            raise ProtocolError("unsupported_version",
+                                f"v: protocol version {v} is not supported (this side speaks {PROTOCOL_VERSION})")
         wire_type = m.get("type", _MISSING)
         if wire_type is _MISSING:
             raise ProtocolError("missing_field", "type: required field is missing")

@@ -213,7 +213,11 @@ class SupervisorActor(FoxdenActor):
         now = time.monotonic()
         wd = self.config.watchdog
         for child in list(self.children.values()):
-            if child.state == "busy" and now > child.deadline + wd.kill_grace_s:
+            if child.state in ("idle", "busy") and child.browser_pids and not procs.pid_alive(child.browser_pids[0]):
+                # Playwright may not notice for seconds (the browser's other
+                # processes keep its pipe open), so check the process itself.
+                self._kill(child, "crash", f"browser process {child.browser_pids[0]} is gone")
+            elif child.state == "busy" and now > child.deadline + wd.kill_grace_s:
                 self._kill(child, "timeout", f"job {child.job.id} exceeded its {child.deadline - child.job_started:.1f}s budget")
             elif child.state == "starting" and now - child.created > self.config.pool.launch_timeout_s:
                 self._kill(child, "launch_timeout", f"not ready after {self.config.pool.launch_timeout_s:.0f}s")

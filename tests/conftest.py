@@ -1,0 +1,93 @@
+"""Fixtures: a site on 127.0.0.1, private daemons on real actor systems, and a leak check."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import psutil
+import pytest
+
+from foxden import procs
+from foxden.harness import DaemonProcess, write_config
+from foxden.testsite import Site
+
+# Tests run fast watchdogs so that timeouts resolve in seconds.
+BASE = {
+    "daemon": {"admin_port": 0, "grace_s": 5.0},
+    "pool": {"size": 2, "launch_timeout_s": 30.0},
+    "jobs": {"timeout_s": 10.0, "jitter_s": 0.5, "retries": 1},
+    "watchdog": {"interval_s": 0.25, "heartbeat_timeout_s": 3.0, "kill_grace_s": 0.25, "close_timeout_s": 3.0},
+    "restart": {"intensity": 20, "period_s": 30.0, "backoff_base_s": 0.05, "backoff_max_s": 0.5},
+}
+
+
+def merged(overrides: dict) -> dict:
+    out = {k: dict(v) for k, v in BASE.items()}
+    for section, keys in overrides.items():
+        out.setdefault(section, {}).update(keys)
+    return out
+
+
+@pytest.fixture(scope="session")
+def site():
+    with Site() as s:
+        yield s
+
+
+def _our_descendants() -> list[psutil.Process]:
+    return [p for p in procs.descendants(os.getpid())
+            if "foxden" in " ".join(_cmdline(p)) or _is_browserish(p)]
+
+
+def _cmdline(p) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _is_browserish(p) -> bool:
+    try:
+        name = p.name()
+    except psutil.Error:
+        return False
+    return any(k in name for k in ("chrom", "firefox", "node", "crashpad"))
+
+
+@pytest.fixture
+def make_daemon():
+    """Factory: start a daemon with config overrides; after the test, stop it and prove nothing is left."""
+    started: list[DaemonProcess] = []
+    dirs: list[str] = []
+
+    def factory(overrides: dict | None = None, *, start: bool = True) -> DaemonProcess:
+        # A short path: AF_UNIX socket paths are limited to 107 bytes.
+        d = tempfile.mkdtemp(prefix="fx", dir="/tmp")
+        dirs.append(d)
+        cfg = merged(overrides or {})
+        cfg["daemon"].setdefault("state_dir", os.path.join(d, "state"))
+        path = write_config(os.path.join(d, "foxden.toml"), cfg)
+        daemon = DaemonProcess(path, log_path=os.path.join(d, "daemon.log"))
+        started.append(daemon)
+        return daemon.start() if start else daemon
+
+    yield factory
+
+    problems = []
+    for daemon in started:
+        rc = daemon.stop()
+        left = daemon.leftovers()
+        if left:
+            problems.append(f"processes left by {daemon.config_path}: "
+                            f"{[(p.pid, ' '.join(_cmdline(p))[:60]) for p in left]}")
+            daemon.kill_leftovers()
+        if rc not in (0, None) and not getattr(daemon, "expect_failure", False):
+            problems.append(f"daemon exited {rc}:\n{daemon.log_tail()}")
+    stray = _our_descendants()
+    if stray:
+        problems.append(f"stray processes: {[(p.pid, ' '.join(_cmdline(p))[:60]) for p in stray]}")
+        procs.kill_and_wait(stray)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    assert not problems, "\n".join(problems)

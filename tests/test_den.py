@@ -1,0 +1,289 @@
+"""End to end on a real actor system with real Chromium: jobs, hangs, crashes, sessions, limits."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+
+import msgpack
+import pytest
+
+from foxden import procs
+from foxden.client import job_request
+from foxden.protocols import wire
+
+pytestmark = pytest.mark.browser
+
+
+def busy_child(daemon, timeout=20.0) -> dict:
+    st = daemon.wait_until(lambda s: any(c["state"] == "busy" and c["browser_pids"] for c in s["children"]),
+                           timeout=timeout, interval=0.05)
+    return next(c for c in st["children"] if c["state"] == "busy")
+
+
+def submit_async(daemon, url, **job):
+    """Submit on a thread; returns (thread, box) where box["answer"] is set when it arrives."""
+    box: dict = {}
+
+    def run():
+        with daemon.client() as c:
+            box["answer"] = c.submit(url, **job)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def test_job_round_trip(make_daemon, site, tmp_path):
+    d = make_daemon()
+    with d.client() as c:
+        a = c.submit(site.url("/page/7"), eval="document.querySelectorAll('li').length",
+                     wait_for="#title", screenshot=True, id="mine")
+    assert a.status == "ok", a
+    assert a.id == "mine" and a.attempts == 1 and a.browser.startswith("b")
+    r = a.result
+    assert (r.title, r.http_status, r.final_url, r.eval) == ("Page 7", 200, site.url("/page/7"), 20)
+    assert r.content_length > 500 and r.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    with d.client() as c:
+        awaited = c.submit(site.url("/"), eval="new Promise(r => setTimeout(() => r({a: [1, 'x']}), 50))")
+        notfound = c.submit(site.url("/status/404"))
+        refused = c.submit("http://127.0.0.1:9/")  # nothing listens on port 9
+    assert awaited.result.eval == {"a": [1, "x"]}
+    assert notfound.status == "ok" and notfound.result.http_status == 404
+    assert refused.status == "failed" and refused.error.code == "navigation_failed"
+    st = d.status()
+    assert st["browsers"]["live"] == 2 and st["invariants"]["ok"], st["invariants"]
+    assert st["totals"]["submitted"] == 4 and st["totals"]["ok"] == 3 and st["totals"]["failed"] == 1
+    child = st["children"][0]
+    assert set(child) >= {"id", "pid", "browser_pids", "engine", "state", "job", "jobs_done", "started_at",
+                          "pss_bytes"}
+    assert child["engine"] == "chromium" and child["pss_bytes"] > 10_000_000 and child["browser_pids"]
+
+
+@pytest.mark.parametrize("bad", ["file:///etc/passwd", "chrome://settings", "view-source:http://127.0.0.1/",
+                                 "javascript:alert(1)", "about:config", "data:text/html,hi", "http://"])
+def test_bad_urls_are_rejected(make_daemon, bad):
+    d = make_daemon({"pool": {"size": 1}})
+    with d.client() as c:
+        a = c.submit(bad)
+    assert a.status == "rejected" and a.error.code in ("unsupported_scheme", "bad_url"), a
+    assert a.attempts == 0
+
+
+@pytest.mark.parametrize("expr", ["new Promise(() => {})", "while (true) {}"])
+def test_hung_eval_times_out_and_browser_is_replaced(make_daemon, site, expr):
+    d = make_daemon({"jobs": {"timeout_s": 1.5, "jitter_s": 0.5}})
+    before = {c["id"]: c for c in d.status()["children"]}
+    started = time.monotonic()
+    with d.client() as c:
+        a = c.submit(site.url("/"), eval=expr)
+    took = time.monotonic() - started
+    assert a.status == "timeout" and a.error.code == "timeout", a
+    # timeout + jitter + watchdog interval + kill grace + a small bound
+    assert took < 1.5 + 0.5 + 0.25 + 0.25 + 1.5, took
+    victim = before[a.browser]
+    st = d.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2)
+    assert a.browser not in {c["id"] for c in st["children"]}
+    assert st["watchdog"]["kills_by_reason"] == {"timeout": 1} and st["restarts"] == 1
+    gone = [victim["pid"], *victim["browser_pids"]]
+    assert not [p for p in gone if procs.pid_alive(p)], "the hung browser's processes survived"
+    assert st["invariants"]["ok"], st["invariants"]
+
+
+def test_hanging_response_times_out_without_killing(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}, "jobs": {"timeout_s": 1.0, "jitter_s": 0.0}})
+    with d.client() as c:
+        a = c.submit(site.url("/hang"))
+        b = c.submit(site.url("/page/1"))
+    assert a.status == "timeout" and "navigate" in a.error.message
+    assert b.status == "ok" and b.browser == a.browser  # Playwright's own timeout: the browser lives on
+    assert d.status()["watchdog"]["kills"] == 0
+
+
+@pytest.mark.parametrize("target", ["browser", "actor"])
+def test_killed_mid_job_is_retried_on_another_browser(make_daemon, site, target):
+    d = make_daemon({"jobs": {"retries": 1}})
+    t, box = submit_async(d, site.url("/slow?ms=4000"))
+    victim = busy_child(d)
+    os.kill(victim["browser_pids"][0] if target == "browser" else victim["pid"], signal.SIGKILL)
+    t.join(30)
+    a = box["answer"]
+    assert a.status == "ok" and a.attempts == 2 and a.browser != victim["id"], a
+    st = d.wait_until(lambda s: s["browsers"]["live"] == 2 and s["browsers"]["by_state"]["idle"] == 2)
+    assert st["totals"]["retried"] == 1 and st["restarts"] == 1
+    assert not procs.pid_alive(victim["pid"]) and not any(procs.pid_alive(p) for p in victim["browser_pids"])
+    assert st["invariants"]["ok"], st["invariants"]
+
+
+def test_killed_mid_job_without_retries_fails_browser_crashed(make_daemon, site):
+    d = make_daemon({"jobs": {"retries": 0}})
+    t, box = submit_async(d, site.url("/slow?ms=4000"))
+    victim = busy_child(d)
+    os.kill(victim["browser_pids"][0], signal.SIGKILL)
+    t.join(30)
+    a = box["answer"]
+    assert a.status == "failed" and a.error.code == "browser_crashed" and a.attempts == 1, a
+    d.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2)
+
+
+def test_idle_browser_killed_is_noticed_and_replaced(make_daemon):
+    d = make_daemon({"pool": {"size": 1}})
+    child = d.status()["children"][0]
+    os.kill(child["browser_pids"][0], signal.SIGKILL)
+    st = d.wait_until(lambda s: s["children"] and s["children"][0]["id"] != child["id"]
+                      and s["children"][0]["state"] == "idle", timeout=20)
+    assert st["exits"].get("crash") == 1 and st["restarts"] == 1
+    assert not procs.pid_alive(child["pid"])
+
+
+def test_frozen_browser_actor_is_killed_by_heartbeat(make_daemon):
+    d = make_daemon({"pool": {"size": 1}, "watchdog": {"heartbeat_timeout_s": 1.0}})
+    child = d.status()["children"][0]
+    os.kill(child["pid"], signal.SIGSTOP)
+    st = d.wait_until(lambda s: s["children"] and s["children"][0]["id"] != child["id"], timeout=20)
+    assert st["watchdog"]["kills_by_reason"].get("unresponsive") == 1
+    assert not procs.pid_alive(child["pid"])
+
+
+def test_crash_looping_engine_gives_up_with_a_clear_error(make_daemon, tmp_path):
+    fake = tmp_path / "fake-chromium"
+    fake.write_text("#!/bin/sh\necho 'this browser is broken' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    d = make_daemon({"pool": {"engine": "chromium", "executable_path": str(fake), "size": 2},
+                     "restart": {"intensity": 3, "period_s": 60.0}})
+    st = d.wait_until(lambda s: s["pool"]["state"] == "failed" and s["browsers"]["live"] == 0, timeout=60)
+    assert "intensity" in st["pool"]["error"]
+    assert st["exits"]["launch_failed"] == 4  # intensity 3: the 4th failure in the window gives up
+    started = time.monotonic()
+    with d.client() as c:
+        a = c.submit("http://127.0.0.1:9/")
+    assert a.status == "failed" and a.error.code == "no_browsers" and time.monotonic() - started < 2
+    assert "launch error" in a.error.message
+
+
+def test_sessions_keep_cookies_and_run_in_order(make_daemon, site):
+    d = make_daemon()
+    reqs = [job_request(site.url("/cookie/set?v=s1"), session="A"),
+            job_request(site.url("/cookie/set?v=s2"), session="B")]
+    reqs += [job_request(site.url(f"/cookie/get?n={i}"), session="A") for i in range(4)]
+    reqs += [job_request(site.url("/cookie/get?n=B"), session="B"), job_request(site.url("/cookie/get?n=none"))]
+    with d.client() as c:
+        answers = {i: a for i, _, a in c.submit_many(reqs, concurrency=len(reqs))}
+    assert all(a.status == "ok" for a in answers.values()), answers
+    for i in range(2, 6):
+        assert answers[i].result.title == "cookie foxden=s1"
+        assert answers[i].browser == answers[0].browser  # a session lives in one browser
+    assert answers[6].result.title == "cookie foxden=s2"
+    assert answers[7].result.title == "cookie"  # no session: a fresh context
+    order = [p for p in site.requests if p.startswith("/cookie/get?n=") and p[-1].isdigit()]
+    assert order[-4:] == [f"/cookie/get?n={i}" for i in range(4)]
+
+
+def test_session_lost_with_its_browser(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}})
+    with d.client() as c:
+        first = c.submit(site.url("/cookie/set?v=x"), session="S")
+    os.kill(next(ch for ch in d.status()["children"])["pid"], signal.SIGKILL)
+    d.wait_until(lambda s: s["children"] and s["children"][0]["id"] != first.browser
+                 and s["children"][0]["state"] == "idle")
+    with d.client() as c:
+        lost = c.submit(site.url("/cookie/get"), session="S")
+        fresh = c.submit(site.url("/cookie/get"), session="S", new_session=True)
+        again = c.submit(site.url("/cookie/get"), session="S")
+    assert lost.status == "failed" and lost.error.code == "session_lost", lost
+    assert fresh.status == "ok" and fresh.result.title == "cookie"
+    assert again.status == "ok"
+
+
+def test_queue_limit_rejects(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}, "jobs": {"max_queue": 2}})
+    reqs = [job_request(site.url("/slow?ms=1500"))] + [job_request(site.url(f"/page/{i}")) for i in range(5)]
+    with d.client() as c:
+        answers = [a for _, _, a in sorted(c.submit_many(reqs, concurrency=6), key=lambda x: x[0])]
+    statuses = [a.status for a in answers]
+    assert statuses.count("rejected") == 3 and statuses.count("ok") == 3, statuses
+    assert {a.error.code for a in answers if a.status == "rejected"} == {"queue_full"}
+
+
+def _raw(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def _frame(obj) -> bytes:
+    body = msgpack.packb(obj, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+def _read_reply(s: socket.socket):
+    dec = wire.FrameDecoder(wire.MAX_REPLY_FRAME)
+    while True:
+        data = s.recv(65536)
+        if not data:
+            return None
+        items = dec.feed(data)
+        if items:
+            return items[0]
+
+
+def test_malformed_frames_get_protocol_errors_and_the_daemon_stays_healthy(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}})
+    sock_path = str(d.config.daemon.socket)
+    cases = [
+        (struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1", "bad_frame"),
+        (_frame([1, 2, 3]), "bad_frame"),
+        (_frame({"v": 9, "type": "ping", "rid": 1}), "unsupported_version"),
+        (_frame({"v": 1, "type": "launch_missiles", "rid": 2}), "unknown_type"),
+        (_frame({"v": 1, "type": "submit", "rid": 3}), "missing_field"),
+        (_frame({"v": 1, "type": "submit", "rid": 4, "job": {"url": 5}}), "bad_field"),
+        (_frame({"v": 1, "type": "result", "rid": 5, "answer": {}}), None),
+    ]
+    with _raw(sock_path) as s:
+        for data, code in cases:
+            s.sendall(data)
+            reply = _read_reply(s)
+            assert isinstance(reply, wire.ErrorReply), (data, reply)
+            if code:
+                assert reply.code == code, (data, reply)
+        # the same connection still works after all of that
+        s.sendall(wire.encode(wire.Submit(9, wire.JobRequest(url=site.url("/page/1")))))
+        ok = _read_reply(s)
+        assert isinstance(ok, wire.Result) and ok.answer.status == "ok"
+    with _raw(sock_path) as s:
+        s.sendall(struct.pack(">I", 1 << 30))  # a 1 GiB frame: refused, connection closed
+        reply = _read_reply(s)
+        assert reply.code == "frame_too_large"
+        assert _read_reply(s) is None
+    with _raw(sock_path) as s:
+        s.sendall(struct.pack(">I", 100) + b"\x81")  # truncated, then the client vanishes
+    st = d.status()
+    assert st["browsers"]["live"] == 1 and st["invariants"]["ok"]
+    with d.client() as c:
+        assert c.submit(site.url("/page/2")).status == "ok"
+
+
+def test_stop_under_load_answers_every_job_exactly_once(make_daemon, site):
+    d = make_daemon({"daemon": {"grace_s": 2.0}, "jobs": {"max_queue": 100}})
+    reqs = [job_request(site.url(f"/slow?ms={300 + 50 * i}"), id=f"job-{i}") for i in range(30)]
+    answers = []
+
+    def client():
+        with d.client() as c:
+            answers.extend(a for _, _, a in c.submit_many(reqs, concurrency=30))
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    busy_child(d)
+    assert d.stop() == 0
+    t.join(30)
+    ids = [a.id for a in answers]
+    assert sorted(ids) == sorted(r.id for r in reqs), "every job answered, none twice"
+    statuses = {a.status for a in answers}
+    assert statuses <= {"ok", "rejected", "failed"}, statuses
+    assert any(a.status == "rejected" and a.error.code == "shutting_down" for a in answers)
+    assert d.leftovers() == []
