@@ -40,6 +40,10 @@ ACTORS = {
 class StartupError(Exception):
     """The daemon could not start; the message says why and what to do."""
 
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def instance_marker(config: Config) -> str:
     """This daemon instance's marker prefix: "<state-tag>:<instance>/"."""
@@ -103,7 +107,7 @@ class Daemon:
         try:
             choice = engines.resolve_engine(self.config.pool.engine, self.config.pool.executable_path)
         except engines.EngineUnavailable as exc:
-            raise StartupError(str(exc)) from None
+            raise StartupError(str(exc), EXIT_CONFIG) from None
         log.info("engine: %s (%s)", choice.name, choice.reason)
         os.makedirs(self.state_dir, exist_ok=True)
         self._lock_pid_file()
@@ -225,7 +229,7 @@ def run(config: Config) -> int:
     except StartupError as exc:
         log.error("%s", exc)
         daemon.stop()
-        return EXIT_CONFIG if "engine" in str(exc).lower() or "install" in str(exc).lower() else EXIT_ERROR
+        return exc.exit_code
     except BaseException:
         log.exception("startup failed")
         daemon.stop()

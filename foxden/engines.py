@@ -212,7 +212,7 @@ def resolve_engine(engine: str, executable_path: str | None) -> EngineChoice:
 
 def _configured(engine: str, path: str) -> EngineChoice:
     """A choice for an explicitly configured binary, which must be executable."""
-    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+    if not _executable(path):
         what = "is not executable" if os.path.exists(path) else "does not exist"
         raise EngineUnavailable(
             f"{engine}: executable_path {path} {what}; point it at the browser binary, or leave it"
@@ -220,8 +220,12 @@ def _configured(engine: str, path: str) -> EngineChoice:
         )
     if engine == "auto":
         engine = _guess_engine(path)
-        return EngineChoice(engine, path, f"auto: executable_path {path} looks like {engine}")
-    return EngineChoice(engine, path, f"{engine}: executable_path {path} as configured")
+        reason = f"auto: executable_path {path} looks like {engine}"
+    else:
+        reason = f"{engine}: executable_path {path} as configured"
+    if engine == "camoufox":
+        _require_fpgen_model()
+    return EngineChoice(engine, path, reason)
 
 
 def _guess_engine(path: str) -> str:
@@ -239,15 +243,19 @@ def _find(engine: str) -> str:
     """The installed binary of `engine`, or EngineUnavailable naming the fix."""
     if engine == "camoufox":
         path = _camoufox_binary()
-        # Checked here too so that auto moves on, and the daemon refuses at
-        # start-up, rather than a browser actor failing at launch.
+        # Checked here as well as at launch so that auto moves on, and the
+        # daemon refuses at start-up, rather than a browser actor failing.
         _require_fpgen_model()
         return path
     candidates = (*CHROMIUM_PATHS, _playwright_chromium()) if engine == "chromium" else FIREFOX_PATHS
     for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
+        if _executable(path):
             return path
     raise EngineUnavailable(f"{engine}: no binary at {', '.join(candidates)}; {FIXES[engine]}")
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def _camoufox_binary() -> str:

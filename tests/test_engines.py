@@ -117,9 +117,17 @@ def test_configured_path_that_is_not_executable(tmp_path):
 def test_configured_path_is_taken_as_given(fake_binary):
     choice = resolve_engine("firefox", fake_binary)
     assert (choice.name, choice.executable_path) == ("firefox", fake_binary)
+    assert choice.reason == f"firefox: executable_path {fake_binary} as configured"
 
 
-def test_auto_with_a_path_goes_by_the_binary_name(fake_binary):
+@pytest.mark.skipif(fpgen_model_installed(), reason="fpgen's model is installed here")
+def test_configured_camoufox_still_needs_its_model(fake_binary):
+    with pytest.raises(EngineUnavailable, match="fingerprint model not installed; run `camoufox fetch`"):
+        resolve_engine("camoufox", fake_binary)
+
+
+def test_auto_with_a_path_goes_by_the_binary_name(monkeypatch, fake_binary):
+    monkeypatch.setattr(engines, "_require_fpgen_model", lambda: None)
     assert resolve_engine("auto", fake_binary).name == "camoufox"
     assert resolve_engine("auto", "/usr/lib/firefox-esr/firefox-esr").name == "firefox"
     with pytest.raises(EngineUnavailable, match="cannot tell"):
