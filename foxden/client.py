@@ -121,19 +121,20 @@ class Client:
 
     def status(self) -> dict:
         """The daemon's status document (see `foxden status --json`)."""
-        rid = next(self._rids)
-        self._send(wire.StatusRequest(rid))
-        reply = self._next_reply({rid})
-        if isinstance(reply, wire.ErrorReply):
-            raise ServerError(reply.code, reply.message)
-        return reply.status
+        return self._request(wire.StatusRequest(next(self._rids))).status
 
     def ping(self) -> None:
-        rid = next(self._rids)
-        self._send(wire.Ping(rid))
-        self._next_reply({rid})
+        """Round trip to the gateway; raises if the daemon is unreachable or refuses us."""
+        self._request(wire.Ping(next(self._rids)))
 
     # --- plumbing ------------------------------------------------------------
+
+    def _request(self, msg):
+        self._send(msg)
+        reply = self._next_reply({msg.rid})
+        if isinstance(reply, wire.ErrorReply):
+            raise ServerError(reply.code, reply.message)
+        return reply
 
     def _send(self, msg) -> None:
         try:

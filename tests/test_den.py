@@ -63,6 +63,35 @@ def test_job_round_trip(make_daemon, site, tmp_path):
     assert child["engine"] == "chromium" and child["pss_bytes"] > 10_000_000 and child["browser_pids"]
 
 
+@pytest.mark.firefox
+def test_job_round_trip_on_firefox(make_daemon, site):
+    d = make_daemon({"pool": {"engine": "firefox", "size": 1}, "jobs": {"timeout_s": 20.0}})
+    with d.client() as c:
+        a = c.submit(site.url("/page/4"), eval="new Promise(r => r(document.title.length))", wait_for="#title")
+        b = c.submit(site.url("/cookie/set?v=ff"), session="F")
+        cookie = c.submit(site.url("/cookie/get"), session="F")
+    assert a.status == "ok", a
+    assert (a.result.title, a.result.http_status, a.result.eval) == ("Page 4", 200, 6)
+    assert b.status == "ok" and cookie.result.title == "cookie foxden=ff"
+    st = d.status()
+    assert st["engine"] == "firefox" and st["children"][0]["engine"] == "firefox"
+    assert st["children"][0]["version"].startswith("firefox") and st["invariants"]["ok"]
+
+
+def test_token_is_required_when_configured(make_daemon, site):
+    from foxden.client import Client, ServerError
+
+    d = make_daemon({"daemon": {"token": "s3cret"}, "pool": {"size": 1}})
+    sock = d.config.daemon.socket
+    with pytest.raises(ServerError, match="unauthorized"):
+        with Client(sock) as c:
+            c.ping()
+    with pytest.raises(ServerError, match="unauthorized"):
+        Client(sock, token="wrong")
+    with Client(sock, token="s3cret") as c:
+        assert c.submit(site.url("/page/1")).status == "ok"
+
+
 @pytest.mark.parametrize("bad", ["file:///etc/passwd", "chrome://settings", "view-source:http://127.0.0.1/",
                                  "javascript:alert(1)", "about:config", "data:text/html,hi", "http://"])
 def test_bad_urls_are_rejected(make_daemon, bad):

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import msgpack
 from thespian.actors import ActorExitRequest
 
 from foxden.actors.base import FoxdenActor
@@ -25,6 +26,10 @@ from foxden.protocols.messages import (
 )
 
 log = logging.getLogger("foxden.browser")
+
+# An answer must fit the client's frame limit (wire.MAX_REPLY_FRAME, 64 MiB)
+# with room for the envelope; a page's eval value can be arbitrarily large.
+MAX_RESULT_BYTES = 48 << 20
 
 # Playwright is imported lazily: the supervisor forks this actor, and the
 # supervisor itself should not pay for importing Playwright.
@@ -197,6 +202,10 @@ class BrowserActor(FoxdenActor):
                 "eval": value,
                 "screenshot": shot,
             }
+            size = len(msgpack.packb(result, use_bin_type=True))
+            if size > MAX_RESULT_BYTES:
+                return Outcome("failed", error=("result_too_large",
+                                                f"the result is {size} bytes; at most {MAX_RESULT_BYTES} fit an answer"))
             return Outcome("ok", result=result)
         except PWTimeout as exc:
             return Outcome("timeout", error=("timeout", f"{step}: {_first_line(exc)}"))

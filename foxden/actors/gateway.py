@@ -198,7 +198,9 @@ class GatewayActor(FoxdenActor):
     def _handle(self, conn: Conn, item) -> None:
         if isinstance(item, wire.ProtocolError):
             self._reply(conn, item.to_reply())
-            if item.fatal:
+            # Before authentication a bad frame ends the connection: an
+            # unauthenticated peer gets no second try at the parser.
+            if item.fatal or not conn.authed:
                 conn.closing = True
             return
         if isinstance(item, wire.Hello):

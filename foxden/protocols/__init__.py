@@ -1,0 +1,1 @@
+"""Message types: internal actor messages and the client wire protocol."""

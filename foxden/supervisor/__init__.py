@@ -1,0 +1,1 @@
+"""The supervisor actor and its restart policy (plain data, pure functions)."""

@@ -1,0 +1,1 @@
+"""Browser, dispatcher, admin and gateway actors."""
