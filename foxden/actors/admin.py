@@ -132,6 +132,7 @@ class AdminActor(FoxdenActor):
             "sessions": disp["sessions"],
             "totals": disp["totals"],
             "errors": disp["errors"],
+            "durations": disp["durations"],
             "watchdog": {"kills": sum(sup["kills"].values()), "kills_by_reason": sup["kills"],
                          "hang_to_dead_ms": sup["hang_to_dead_ms"]},
             "exits": sup["exits"],

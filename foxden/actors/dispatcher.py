@@ -1,6 +1,7 @@
 """The dispatcher actor: job queue, assignment, retries, sessions, exactly one answer."""
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import os
@@ -38,6 +39,8 @@ log = logging.getLogger("foxden.dispatcher")
 TICK = "dispatcher-tick"
 DRAIN_DEADLINE = "drain-deadline"
 LOST_SESSIONS_KEPT = 10_000
+# Upper bounds (seconds) of the job duration histogram, Prometheus-style.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 @dataclass
@@ -85,6 +88,8 @@ class DispatcherActor(FoxdenActor):
         self.drain_answered = 0
         self.pool_stop_sent = False
         self.totals: Counter = Counter()
+        self.duration_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
+        self.duration_sum = 0.0
         self.errors: Counter = Counter()
         self.seq = itertools.count(1)
         self.prefix = f"j{os.getpid():x}-"
@@ -257,6 +262,9 @@ class DispatcherActor(FoxdenActor):
             log.error("job %s: a second answer (%s) was suppressed", job.key, status)
             return
         self.totals[status] += 1
+        elapsed = time.monotonic() - job.submitted
+        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        self.duration_sum += elapsed
         if error is not None:
             self.errors[error[0]] += 1
         page = None
@@ -273,7 +281,7 @@ class DispatcherActor(FoxdenActor):
             result=page,
             attempts=len(job.tries),
             browser=browser,
-            elapsed_ms=round((time.monotonic() - job.submitted) * 1000.0, 3),
+            elapsed_ms=round(elapsed * 1000.0, 3),
         )
         if self.draining:
             self.drain_answered += 1
@@ -352,6 +360,8 @@ class DispatcherActor(FoxdenActor):
             "sessions": dict(self.session_home),
             "totals": {k: self.totals.get(k, 0) for k in ("submitted", "ok", "failed", "timeout", "rejected", "retried")},
             "errors": dict(self.errors),
+            "durations": {"buckets": list(DURATION_BUCKETS), "counts": list(self.duration_counts),
+                          "sum_s": round(self.duration_sum, 6)},
             "pool_error": self.pool_error,
             "draining": self.draining,
         }
