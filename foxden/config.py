@@ -40,6 +40,7 @@ class DaemonConfig:
     socket: Path
     tcp_port: int
     grace_s: float
+    multi_host: bool
     log_level: str
     log_format: str
 
@@ -196,6 +197,7 @@ def _daemon(s: _Section) -> DaemonConfig:
         socket=socket,
         tcp_port=s.integer("tcp_port", 0, *_PORT),
         grace_s=s.number("grace_s", 10.0, ge=0),
+        multi_host=s.boolean("multi_host", False),
         log_level=s.choice("log_level", "info", ("debug", "info", "warning", "error")),
         log_format=s.choice("log_format", "text", ("text", "json")),
     )

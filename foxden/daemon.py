@@ -118,6 +118,10 @@ class Daemon:
         os.environ.setdefault("THESPLOG_FILE", os.path.join(self.state_dir, "thespian.log"))
         from thespian.actors import ActorSystem
 
+        from foxden import safepickle
+
+        safepickle.install(loopback_only=not self.config.daemon.multi_host)
+
         self.asys = ActorSystem(
             "multiprocTCPBase",
             capabilities={"Admin Port": port, "foxden": self.instance},
