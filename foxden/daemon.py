@@ -12,6 +12,8 @@ import sys
 import time
 import uuid
 
+import psutil
+
 from foxden import procs
 from foxden.config import Config
 from foxden.logs import log_defs, setup_logging
@@ -94,6 +96,8 @@ class Daemon:
         self.instance = self.marker.split(":", 1)[1].rstrip("/")
         self.asys = None
         self.addrs: dict = {}
+        self.pids: dict[str, int] = {}
+        self.exit_code = EXIT_OK
         self.stop_requested = False
         self.lock_fd: int | None = None
         self.state_dir = str(config.daemon.state_dir)
@@ -111,6 +115,7 @@ class Daemon:
         log.info("engine: %s (%s)", choice.name, choice.reason)
         os.makedirs(self.state_dir, exist_ok=True)
         self._lock_pid_file()
+        self._reap_earlier_instances()
         shutil.rmtree(os.path.join(self.state_dir, "browsers"), ignore_errors=True)
         port = self.config.daemon.admin_port or free_port()
         _check_port_free(port)
@@ -144,7 +149,27 @@ class Daemon:
         reply = self.asys.ask(self.addrs[role], msg, 30)
         if not isinstance(reply, Initialized):
             raise StartupError(f"the {role} actor did not start (answered {reply!r})")
+        self.pids[role] = reply.pid
+        if role == "supervisor":
+            try:
+                self.pids["thespian-admin"] = psutil.Process(reply.pid).ppid()
+            except psutil.Error:
+                pass
         return reply
+
+    def _reap_earlier_instances(self) -> None:
+        """Kill what an earlier daemon of this state dir left behind (SIGKILL, OOM).
+
+        Its processes carry the same state tag in their marker; we hold the
+        pid-file lock, so no live daemon owns them."""
+        stale = procs.find_marked(procs.state_tag(self.state_dir) + ":")
+        if not stale:
+            return
+        for proc in stale:
+            log.warning("reaping process %s left by an earlier instance", _describe(proc))
+        survivors = procs.kill_and_wait(stale, timeout=5.0, reap=True)
+        log.warning("reaped %d processes of an earlier instance%s", len(stale) - len(survivors),
+                    f"; {len(survivors)} survived SIGKILL" if survivors else "")
 
     def _lock_pid_file(self) -> None:
         fd = os.open(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -170,6 +195,19 @@ class Daemon:
         while not self.stop_requested:
             time.sleep(0.2)
             procs.reap_children()
+            dead = [role for role, pid in self.pids.items() if not procs.pid_alive(pid)]
+            if dead:
+                # Without its supervisor (or the dispatcher that holds the
+                # jobs) nothing guarantees cleanup or answers any more. Like
+                # an OTP supervisor whose intensity is spent, we stop and
+                # exit non-zero; the service manager restarts us, and the
+                # next start reaps anything that escaped.
+                log.critical("the %s process (pid %s) died; stopping everything and exiting %d so that "
+                             "the service manager restarts foxden", ", ".join(dead),
+                             ", ".join(str(self.pids[r]) for r in dead), EXIT_ERROR)
+                self.exit_code = EXIT_ERROR
+                self.abort()
+                return
 
     # --- stop ------------------------------------------------------------------
 
@@ -196,6 +234,12 @@ class Daemon:
         self._sweep()
         self._release()
         log.info("stopped")
+
+    def abort(self) -> None:
+        """Stop without draining: kill every process of this instance, then release."""
+        self.asys = None  # its processes are about to be killed; shutdown() would wait on them
+        self._sweep()
+        self._release()
 
     def _sweep(self) -> None:
         """Kill anything of this instance that outlived the actor system."""
@@ -242,4 +286,4 @@ def run(config: Config) -> int:
         daemon.wait()
     finally:
         daemon.stop()
-    return EXIT_OK
+    return daemon.exit_code

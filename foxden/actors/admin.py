@@ -122,6 +122,7 @@ class AdminActor(FoxdenActor):
             })
         return {
             "instance": self.instance,
+            "pids": {"supervisor": sup["pid"], "dispatcher": disp["pid"], "admin": os.getpid()},
             "uptime_s": round(time.time() - self.started, 3),
             "engine": sup["engine"],
             "pool": {"state": sup["state"], "error": sup["error"], "target": sup["target"]},
