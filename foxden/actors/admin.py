@@ -65,7 +65,7 @@ class AdminActor(FoxdenActor):
         self.pending: dict[int, tuple] = {}
         self.ids = itertools.count(1)
         self.started = time.time()
-        self.violations_seen = 0
+        self.last_violations: list[str] = []
 
     def receiveMsg_InitAdmin(self, msg: InitAdmin, sender) -> None:
         self.config, self.instance = msg.config, msg.instance
@@ -94,10 +94,18 @@ class AdminActor(FoxdenActor):
             # Report a violation only if the second sample fails the same check.
             kinds = {v.split(" ")[0] for v in first}
             violations = [v for v in violations if v.split(" ")[0] in kinds]
-        if violations:
-            self.violations_seen += 1
-            log.error("invariant violated: %s", "; ".join(violations))
+        self._log_change(violations)
         self.send(asker, StatusReport(tag, self._document(msg, violations)))
+
+    def _log_change(self, violations: list[str]) -> None:
+        """Log the invariant check only when its result changes (not on every status query)."""
+        if violations == self.last_violations:
+            return
+        if violations:
+            log.error("invariant violated: %s", "; ".join(violations))
+        else:
+            log.warning("invariants hold again")
+        self.last_violations = violations
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender) -> None:
         if isinstance(msg.payload, tuple) and msg.payload[0] == "recheck":

@@ -5,6 +5,7 @@ import logging
 
 from thespian.actors import ActorSystemMessage, ActorTypeDispatcher
 
+from foxden import logs
 log = logging.getLogger("foxden.actor")
 
 
@@ -17,8 +18,12 @@ class FoxdenActor(ActorTypeDispatcher):
     the message is dropped."""
 
     role = "actor"
+    _logging_ready = False
 
     def receiveMessage(self, msg, sender):
+        if not self._logging_ready:
+            logs.install_context(self.role)
+            self._logging_ready = True
         try:
             return super().receiveMessage(msg, sender)
         except Exception:

@@ -12,7 +12,7 @@ import msgpack
 from thespian.actors import ActorExitRequest
 
 from foxden.actors.base import FoxdenActor
-from foxden import procs
+from foxden import logs, procs
 from foxden.protocols.messages import (
     BrowserReady,
     BrowserStarted,
@@ -36,6 +36,8 @@ MAX_RESULT_BYTES = 48 << 20
 
 
 class BrowserActor(FoxdenActor):
+    role = "browser"
+
     """Launches its browser on StartBrowser, runs one job at a time, closes on exit.
 
     While a job runs, this actor is blocked inside Playwright and answers
@@ -62,6 +64,7 @@ class BrowserActor(FoxdenActor):
 
     def receiveMsg_StartBrowser(self, msg: StartBrowser, sender) -> None:
         self._id, self._supervisor, self._marker = msg.browser, sender, msg.marker
+        logs.set_context(browser=msg.browser)
         self._close_timeout_s = msg.config.watchdog.close_timeout_s
         # Inherited by the Playwright driver and, through it, by every browser
         # process: the marker lets the supervisor find them all; TMPDIR keeps
@@ -154,7 +157,8 @@ class BrowserActor(FoxdenActor):
     def receiveMsg_RunJob(self, msg: RunJob, sender) -> None:
         if self._browser is None or self._dying:
             return  # we are exiting; the supervisor answers for the job on our exit
-        outcome = self._run(msg)
+        with logs.context(job=msg.job.id, session=msg.job.session):
+            outcome = self._run(msg)
         if outcome is None:
             return
         self.send(sender, JobDone(self._id, msg.job.key, outcome, tuple(self._sessions)))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from thespian.actors import WakeupMessage
 
+from foxden import logs
 from foxden.actors.base import FoxdenActor
 from foxden.protocols import wire
 from foxden.protocols.messages import (
@@ -239,7 +240,8 @@ class DispatcherActor(FoxdenActor):
                          browser=msg.browser)
         elif len(job.tries) <= self.config.jobs.retries and self.pool_error is None:
             self.totals["retried"] += 1
-            log.info("job %s: retrying after %s", job.key, where)
+            with logs.context(browser=msg.browser, job=job.request.id or job.key, session=job.session):
+                log.info("job %s: retrying after %s", job.key, where)
             self.queue.appendleft(job.key)
         else:
             code = "no_browsers" if self.pool_error else "browser_crashed"

@@ -13,7 +13,7 @@ from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
 from foxden.actors.base import FoxdenActor
 
-from foxden import procs
+from foxden import logs, procs
 from foxden.protocols.messages import (
     Assign,
     AssignRefused,
@@ -157,8 +157,9 @@ class SupervisorActor(FoxdenActor):
         child.pid, child.browser_pids = msg.pid, msg.browser_pids
         child.engine, child.version = msg.engine, msg.version
         child.state, child.last_pong = "idle", time.monotonic()
-        log.info("browser %s ready: %s %s pid=%s browser_pids=%s", msg.browser, msg.engine, msg.version,
-                 msg.pid, list(msg.browser_pids))
+        with logs.context(browser=msg.browser):
+            log.info("browser %s ready: %s %s pid=%s browser_pids=%s", msg.browser, msg.engine, msg.version,
+                     msg.pid, list(msg.browser_pids))
         if self.stopping:
             self._request_stop(child)
         else:
@@ -246,7 +247,9 @@ class SupervisorActor(FoxdenActor):
             child.exit_reason, child.exit_detail = reason, detail
         if child.kill_at is None:
             self.kills[reason] += 1
-            log.warning("watchdog: killing browser %s (%s) %s", child.id, reason, detail)
+            with logs.context(browser=child.id, job=child.job.id if child.job else None,
+                              session=child.job.session if child.job else None):
+                log.warning("watchdog: killing browser %s (%s) %s", child.id, reason, detail)
         child.state, child.kill_at = "stopping", time.monotonic()
         pids = [child.pid] if child.pid else self._unclaimed_pids()
         procs.kill_pids(pids)
@@ -295,8 +298,9 @@ class SupervisorActor(FoxdenActor):
             self.hang_to_dead_ms.append((time.monotonic() - child.deadline) * 1000.0)
             del self.hang_to_dead_ms[:-1000]
         self.exits[reason] += 1
-        log.info("browser %s exited (%s) after %d jobs; %d live", child.id, reason, child.jobs_done,
-                 len(self.children))
+        with logs.context(browser=child.id, job=child.job.id if child.job else None):
+            log.info("browser %s exited (%s) after %d jobs; %d live", child.id, reason, child.jobs_done,
+                     len(self.children))
         job_key = child.job.key if child.job is not None else None
         self.send(self.dispatcher, BrowserGone(child.id, job_key, reason, child.exit_detail, child.sessions))
         if self.stopping:
