@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ EXIT_USAGE = 2  # bad arguments or configuration, or no usable browser (nothing 
 EXIT_UNAVAILABLE = 3  # the daemon could not be reached
 
 DEFAULT_CONFIG = "config.toml"
+STATUS_TIMEOUT_S = 30.0
 
 
 def _config(args):
@@ -27,11 +29,11 @@ def _config(args):
         raise SystemExit(EXIT_USAGE) from None
 
 
-def _client(config):
+def _client(config, timeout: float | None = None):
     from foxden.client import Client, ClientError
 
     try:
-        return Client.from_config(config)
+        return Client.from_config(config, timeout=timeout)
     except ClientError as exc:
         print(f"foxden: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_UNAVAILABLE) from None
@@ -165,21 +167,24 @@ def cmd_batch(args) -> int:
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     bad: list = []
     counts: dict[str, int] = {}
-    tty = sys.stderr.isatty()
-    started = time.monotonic()
+    progress = _batch_progress(args.file) if sys.stderr.isatty() else None
+    # Answers bound for the terminal that shows the bar go above the bar,
+    # through rich; written around it they would tear it.
+    via_bar = progress is not None and out is sys.stdout and out.isatty()
 
     def emit(doc: dict) -> None:
         counts[doc["status"]] = counts.get(doc["status"], 0) + 1
-        out.write(json.dumps(doc) + "\n")
-        out.flush()  # an interrupted batch keeps every answer it got
-        if tty:
-            done = sum(counts.values())
-            rate = done / max(1e-6, time.monotonic() - started)
-            summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-            print(f"\r{done} done, {rate:.1f}/s  {summary}   ", end="", file=sys.stderr, flush=True)
+        line = json.dumps(doc)
+        if via_bar:
+            progress.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        else:
+            out.write(line + "\n")
+            out.flush()  # an interrupted batch keeps every answer it got
+        if progress is not None:
+            progress.update(progress.task_ids[0], advance=1, counts=_counts(counts))
 
     try:
-        with _client(config) as client:
+        with _client(config) as client, progress or contextlib.nullcontext():
             for _, _, answer in client.submit_many(_batch_requests(args.file, bad), args.concurrency):
                 while bad:
                     emit(bad.pop(0))
@@ -187,7 +192,7 @@ def cmd_batch(args) -> int:
             for doc in bad:
                 emit(doc)
     except ClientError as exc:
-        print(f"\nfoxden: {exc}", file=sys.stderr)
+        print(f"foxden: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except OSError as exc:
         print(f"foxden: {exc}", file=sys.stderr)
@@ -195,48 +200,104 @@ def cmd_batch(args) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    if tty:
-        print(file=sys.stderr)
     print(f"foxden: {sum(counts.values())} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
           file=sys.stderr)
     return EXIT_OK if set(counts) <= {"ok"} else EXIT_JOB
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def _batch_progress(path: str):
+    """A progress bar on stderr: done/total, rate, elapsed, ETA and counts by status."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            return f"{task.speed or 0:.1f}/s"
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            total = sum(1 for line in f if line.strip())
+    except OSError:
+        total = None  # the batch itself reports the error
+    progress = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(),
+                        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
+                        console=Console(stderr=True), redirect_stdout=False, redirect_stderr=False)
+    progress.add_task("batch", total=total, counts="")
+    return progress
 
 
 def cmd_status(args) -> int:
     config = _config(args)
     from foxden.client import ClientError
 
-    with _client(config) as client:
+    # A status answer takes milliseconds; a daemon that gives none is as good as down.
+    client = _client(config, timeout=STATUS_TIMEOUT_S)
+    try:
+        status = client.status()
+    except ClientError as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        client.close()
+        return EXIT_UNAVAILABLE
+    if args.watch:
         try:
-            status = client.status()
-        except ClientError as exc:
-            print(f"foxden: {exc}", file=sys.stderr)
-            return EXIT_UNAVAILABLE
+            _watch(config, client, status, args.interval)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch ends
+        return EXIT_OK
+    client.close()
     if args.json:
         print(json.dumps(status, indent=2))
     else:
-        print(render_status(status))
+        from rich.console import Console
+
+        from foxden.statusview import status_view
+
+        Console().print(status_view(status))
     return EXIT_OK
 
 
-def render_status(st: dict) -> str:
-    """A plain-text view of a status document."""
-    lines = [
-        f"foxden {st['instance']}  engine={st['engine']}  pool={st['pool']['state']}  up {st['uptime_s']:.0f}s",
-        f"browsers live={st['browsers']['live']} " + " ".join(f"{k}={v}" for k, v in st["browsers"]["by_state"].items()),
-        f"queue depth={st['queue']['depth']} in_flight={st['queue']['in_flight']}",
-        "totals " + " ".join(f"{k}={v}" for k, v in st["totals"].items()),
-        f"watchdog kills={st['watchdog']['kills']} restarts={st['restarts']}",
-        f"invariants {'ok' if st['invariants']['ok'] else 'VIOLATED: ' + '; '.join(st['invariants']['violations'])}",
-        "",
-        f"{'id':<6} {'pid':>7} {'state':<9} {'jobs':>5} {'age':>7} {'pss':>9}  job",
-    ]
-    for c in st["children"]:
-        lines.append(f"{c['id']:<6} {c['pid'] or '-':>7} {c['state']:<9} {c['jobs_done']:>5} {c['age_s']:>6.0f}s "
-                     f"{c['pss_bytes'] / 2**20:>7.0f}MB  {c['job'] or ''}")
-    if st["pool"]["error"]:
-        lines.append(f"pool error: {st['pool']['error']}")
-    return "\n".join(lines)
+def _watch(config, client, status: dict, interval: float) -> None:
+    """Redraw the status every `interval` seconds until Ctrl-C; rides out a daemon restart."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from foxden.client import Client, ClientError
+    from foxden.statusview import status_view
+
+    console = Console()
+    error = None
+
+    def view():
+        return status_view(status) if error is None else Text(f"foxden: {error} (retrying)", style="red")
+
+    # On a pipe or a log, print each sample in turn: Live would only print the last.
+    live = Live(view(), console=console, auto_refresh=False) if console.is_terminal else None
+    try:
+        with live or contextlib.nullcontext():
+            while True:
+                if live is None:
+                    console.print(view())
+                    console.print()
+                else:
+                    live.update(view(), refresh=True)
+                time.sleep(interval)
+                try:
+                    client = client or Client.from_config(config, timeout=STATUS_TIMEOUT_S)
+                    status, error = client.status(), None
+                except ClientError as exc:
+                    error = exc
+                    if client is not None:
+                        client.close()
+                        client = None
+    finally:
+        if client is not None:
+            client.close()
 
 
 def cmd_demo(args) -> int:
@@ -246,6 +307,16 @@ def cmd_demo(args) -> int:
 
 
 # --- parser ----------------------------------------------------------------------
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="foxden", description="A supervised den of headless browsers.")
@@ -279,7 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=cmd_batch)
 
     st = with_config(sub.add_parser("status", help="show the daemon's browsers, queue, totals and invariants"))
-    st.add_argument("--json", action="store_true")
+    how = st.add_mutually_exclusive_group()
+    how.add_argument("--json", action="store_true")
+    how.add_argument("--watch", action="store_true", help="redraw the table until Ctrl-C")
+    st.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="S", help="seconds between redraws (default: 2)")
     st.set_defaults(fn=cmd_status)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")

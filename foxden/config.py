@@ -55,6 +55,11 @@ class PoolConfig:
     headless: bool
     launch_timeout_s: float
     args: tuple[str, ...]
+    min: int  # elastic bounds; both equal `size` unless set
+    max: int
+    prewarm: int
+    idle_shrink_s: float
+    memory_headroom_mb: int
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class RecycleConfig:
+    """[recycle]: when a healthy browser is retired and replaced (0 = that rule is off)."""
+
+    max_jobs: int
+    max_age_s: float
+    max_pss_mb: int
+    degrade_factor: float
+    degrade_min_jobs: int
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from, if any."""
 
@@ -108,6 +124,7 @@ class Config:
     watchdog: WatchdogConfig
     restart: RestartConfig
     metrics: MetricsConfig
+    recycle: RecycleConfig
     source: Path | None = None
 
     def replace(self, **sections: Any) -> Config:
@@ -127,6 +144,7 @@ _SECTIONS: dict[str, type] = {
     "watchdog": WatchdogConfig,
     "restart": RestartConfig,
     "metrics": MetricsConfig,
+    "recycle": RecycleConfig,
 }
 
 _PORT = (0, 65535)
@@ -177,6 +195,7 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         watchdog=_watchdog(s["watchdog"]),
         restart=_restart(s["restart"]),
         metrics=MetricsConfig(port=s["metrics"].integer("port", 0, *_PORT)),
+        recycle=_recycle(s["recycle"]),
         source=source,
     )
 
@@ -204,13 +223,36 @@ def _daemon(s: _Section) -> DaemonConfig:
 
 
 def _pool(s: _Section) -> PoolConfig:
+    size = s.integer("size", 2, 1, 512)
+    # Unset bounds mean a fixed pool of `size`; set ones make it elastic.
+    lo = s.integer("min", 0, 0, 512) or None
+    hi = s.integer("max", 0, 0, 512) or None
+    lo = lo if lo is not None else min(size, hi or size)
+    hi = hi if hi is not None else max(size, lo)
+    if lo > hi:
+        s.fail("min", f"must be <= max ({hi}), got {lo}")
     return PoolConfig(
         engine=s.choice("engine", "auto", ("auto", "chromium", "firefox", "camoufox")),
         executable_path=s.executable("executable_path"),
-        size=s.integer("size", 2, 1, 512),
+        size=min(max(size, lo), hi),
         headless=s.boolean("headless", True),
         launch_timeout_s=s.number("launch_timeout_s", 30.0, gt=0),
         args=s.strings("args"),
+        min=lo,
+        max=hi,
+        prewarm=s.integer("prewarm", 1, 0, 64),
+        idle_shrink_s=s.number("idle_shrink_s", 60.0, gt=0),
+        memory_headroom_mb=s.integer("memory_headroom_mb", 1024, 0),
+    )
+
+
+def _recycle(s: _Section) -> RecycleConfig:
+    return RecycleConfig(
+        max_jobs=s.integer("max_jobs", 0, 0),
+        max_age_s=s.number("max_age_s", 0.0, ge=0),
+        max_pss_mb=s.integer("max_pss_mb", 0, 0),
+        degrade_factor=s.number("degrade_factor", 4.0, ge=0),
+        degrade_min_jobs=s.integer("degrade_min_jobs", 20, 1),
     )
 
 

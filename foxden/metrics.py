@@ -25,10 +25,14 @@ class StatusCollector(Collector):
 
     def __init__(self, fetch_status: Callable[[], dict]):
         self.fetch_status = fetch_status
+        # The HTTP server runs a thread per request; overlapping scrapes must
+        # not share fetch_status (e.g. one blocking Client) at the same time.
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         try:
-            status = self.fetch_status()
+            with self._lock:
+                status = self.fetch_status()
         except Exception as exc:  # noqa: BLE001 - any failure to fetch means "down", and the scrape must still answer
             log.warning("metrics: status unavailable: %s", exc)
             yield _gauge("foxden_up", "1 if the daemon's status could be fetched for this scrape", 0)

@@ -164,6 +164,20 @@ def become_subreaper() -> bool:
         return False
 
 
+def available_memory() -> int:
+    """Bytes that can be used without swapping: the machine's, or the cgroup's if lower."""
+    available = psutil.virtual_memory().available
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                available = min(available, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return available
+
+
 def pss_bytes(pids: Iterable[int]) -> int:
     """Proportional set size of the given processes, summed (0 for ones we cannot read).
 

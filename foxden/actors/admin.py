@@ -11,6 +11,7 @@ from thespian.actors import WakeupMessage
 
 from foxden import procs
 from foxden.actors.base import FoxdenActor
+from foxden.supervisor.actor import RETIREMENTS
 from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, StatusQuery, StatusReport
 
 log = logging.getLogger("foxden.admin")
@@ -133,7 +134,8 @@ class AdminActor(FoxdenActor):
             "pids": {"supervisor": sup["pid"], "dispatcher": disp["pid"], "admin": os.getpid()},
             "uptime_s": round(time.time() - self.started, 3),
             "engine": sup["engine"],
-            "pool": {"state": sup["state"], "error": sup["error"], "target": sup["target"]},
+            "pool": {"state": sup["state"], "error": sup["error"], "target": sup["target"], "min": sup["min"],
+                     "max": sup["max"], "held_back": sup["held_back"]},
             "browsers": {"live": sup["live"], "by_state": by_state},
             "children": children,
             "queue": {"depth": disp["queue_depth"], "in_flight": len(disp["running"]),
@@ -145,6 +147,7 @@ class AdminActor(FoxdenActor):
             "watchdog": {"kills": sum(sup["kills"].values()), "kills_by_reason": sup["kills"],
                          "hang_to_dead_ms": sup["hang_to_dead_ms"]},
             "exits": sup["exits"],
+            "retirements": {k: v for k, v in sup["exits"].items() if k in RETIREMENTS},
             "restarts": sup["restarts"],
             "invariants": {"ok": not violations, "violations": violations, "checks": 3},
         }

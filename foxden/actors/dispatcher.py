@@ -19,6 +19,7 @@ from foxden.protocols.messages import (
     Assign,
     AssignRefused,
     BrowserGone,
+    Demand,
     Drain,
     Drained,
     Initialized,
@@ -88,6 +89,8 @@ class DispatcherActor(FoxdenActor):
         self.drain_reply = None
         self.drain_answered = 0
         self.pool_stop_sent = False
+        self.elastic = False
+        self.demand_sent = 0
         self.totals: Counter = Counter()
         self.duration_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
         self.duration_sum = 0.0
@@ -98,6 +101,7 @@ class DispatcherActor(FoxdenActor):
 
     def receiveMsg_InitDispatcher(self, msg: InitDispatcher, sender) -> None:
         self.config, self.supervisor = msg.config, msg.supervisor
+        self.elastic = self.config.pool.min != self.config.pool.max
         self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
         self.send(sender, Initialized("dispatcher", os.getpid()))
 
@@ -138,6 +142,13 @@ class DispatcherActor(FoxdenActor):
 
     def _pump(self) -> None:
         """Hand queued jobs to idle browsers, oldest job first, sessions respected."""
+        self._assign_queued()
+        if self.elastic and len(self.queue) != self.demand_sent and not self.draining:
+            # Only elastic pools care, and only when the number changes.
+            self.demand_sent = len(self.queue)
+            self.send(self.supervisor, Demand(self.demand_sent))
+
+    def _assign_queued(self) -> None:
         if not self.idle or not self.queue or self.draining:
             return
         busy_sessions = {self.jobs[k].session for k in self.running.values()}
@@ -206,7 +217,8 @@ class DispatcherActor(FoxdenActor):
         if self.draining:
             self._maybe_stop_pool()
         else:
-            self.idle[msg.browser] = None
+            if msg.available:
+                self.idle[msg.browser] = None
             self._pump()
 
     def receiveMsg_BrowserGone(self, msg: BrowserGone, sender) -> None:

@@ -156,11 +156,22 @@ class AssignRefused:
 
 @dataclass(frozen=True)
 class JobFinished:
-    """Supervisor -> dispatcher: an attempt ended in a live browser, which is idle again."""
+    """Supervisor -> dispatcher: an attempt ended in a live browser.
+
+    `available` is False when the browser is being retired (recycled) or
+    the pool is stopping: it must not be given more work."""
 
     browser: str
     job_key: str
     outcome: Outcome
+    available: bool = True
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Dispatcher -> supervisor: how many jobs wait for a browser (elastic pools only)."""
+
+    queued: int
 
 
 @dataclass(frozen=True)

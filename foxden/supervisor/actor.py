@@ -6,6 +6,8 @@ import os
 import shutil
 import time
 from collections import Counter
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 
 import psutil
@@ -20,6 +22,7 @@ from foxden.protocols.messages import (
     BrowserGone,
     BrowserReady,
     BrowserStarted,
+    Demand,
     Dying,
     Initialized,
     InitSupervisor,
@@ -41,6 +44,11 @@ from foxden.supervisor import policy
 log = logging.getLogger("foxden.supervisor")
 
 TICK = "watchdog-tick"
+RECENT_JOBS = 50
+DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
+# Exits the supervisor chose to replace a healthy browser (or shrink the
+# pool): they are not failures, so the restart policy is not consulted.
+RETIREMENTS = frozenset({"recycled_jobs", "recycled_age", "recycled_memory", "degraded", "idle"})
 
 
 @dataclass
@@ -70,7 +78,9 @@ class Child:
     exit_detail: str = ""
     sessions: tuple[str, ...] = ()
     kill_at: float | None = None
-    details: dict = field(default_factory=dict)
+    idle_since: float = 0.0
+    durations: deque = field(default_factory=lambda: deque(maxlen=RECENT_JOBS))
+    pss: int = 0
 
 
 class SupervisorActor(FoxdenActor):
@@ -94,6 +104,10 @@ class SupervisorActor(FoxdenActor):
         self.policy: policy.RestartPolicy | None = None
         self.history = policy.RestartHistory()
         self.target = 0
+        self.slots = 0
+        self.queued = 0
+        self.held_back: str | None = None
+        self.pss_cursor = 0
         self.next_start_at = 0.0
         self.generation = 0
         self.stopping = False
@@ -112,6 +126,7 @@ class SupervisorActor(FoxdenActor):
         self.config, self.engine = msg.config, msg.engine
         self.instance, self.dispatcher = msg.instance, msg.dispatcher
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
+        self.slots = self.config.pool.max
         self.target = self.config.pool.size
         self.tmp_root = os.path.join(str(self.config.daemon.state_dir), "browsers")
         os.makedirs(self.tmp_root, exist_ok=True)
@@ -122,12 +137,91 @@ class SupervisorActor(FoxdenActor):
     # --- starting children ---------------------------------------------------
 
     def _fill(self) -> None:
-        """Start children until the pool has `target` of them (backoff permitting)."""
+        """Start children until `target` are up (backoff and memory permitting)."""
         if self.stopping or self.failed:
             return
         now = time.monotonic()
-        while len(self.children) < self.target and now >= self.next_start_at:
+        while self._active() < self.target and now >= self.next_start_at:
+            held = self._memory_hold()
+            if held != self.held_back:
+                (log.warning if held else log.info)("browser starts %s", held or "resumed: memory is available")
+                self.held_back = held
+            if held:
+                return  # jobs wait in the queue (bounded) rather than the box swapping
             self._start_child()
+
+    def _active(self) -> int:
+        return sum(1 for c in self.children.values() if c.state != "stopping")
+
+    def _memory_hold(self) -> str | None:
+        """Why one more browser must not start now, or None if it may."""
+        measured = [c.pss for c in self.children.values() if c.pss]
+        need = statistics.median(measured) if measured else DEFAULT_BROWSER_PSS
+        headroom = self.config.pool.memory_headroom_mb << 20
+        available = procs.available_memory()
+        if available - headroom < need:
+            return (f"held back: {available >> 20} MiB available, {headroom >> 20} MiB headroom, "
+                    f"a browser needs ~{int(need) >> 20} MiB")
+        return None
+
+    def _rescale(self, now: float) -> None:
+        """Derive the pool's target from demand, and retire browsers idle past idle_shrink_s.
+
+        A fixed pool (min == max) always targets its size. An elastic one
+        wants every busy browser, one per queued job and `prewarm` spares,
+        within [min, max]; idle browsers beyond that are kept until they have
+        been idle for idle_shrink_s."""
+        pool = self.config.pool
+        hi = min(pool.max, self.slots)
+        lo = min(pool.min, hi)
+        if pool.min == pool.max:
+            self.target = hi
+            return
+        busy = sum(1 for c in self.children.values() if c.state == "busy")
+        starting = sum(1 for c in self.children.values() if c.state == "starting")
+        want = max(lo, min(hi, busy + self.queued + pool.prewarm))
+        idle = sorted((c for c in self.children.values() if c.state == "idle"), key=lambda c: c.idle_since)
+        recent = [c for c in idle if now - c.idle_since < pool.idle_shrink_s]
+        self.target = max(want, min(hi, busy + starting + len(recent)))
+        for child in idle:
+            if self._active() <= self.target:
+                break
+            if child not in recent:
+                self._retire(child, "idle")
+
+    def _retire(self, child: Child, reason: str) -> None:
+        """Stop a healthy idle browser on purpose (it is replaced unless the pool shrinks)."""
+        if child.exit_reason is None:
+            child.exit_reason = reason
+            with logs.context(browser=child.id):
+                log.info("retiring browser %s (%s) after %d jobs", child.id, reason, child.jobs_done)
+        self._request_stop(child)
+
+    def _recycle_reason(self, child: Child, now: float) -> str | None:
+        """Why this idle browser should be replaced now, if at all."""
+        r = self.config.recycle
+        if r.max_jobs and child.jobs_done >= r.max_jobs:
+            return "recycled_jobs"
+        if r.max_age_s and now - child.created >= r.max_age_s:
+            return "recycled_age"
+        if r.max_pss_mb and child.pss > r.max_pss_mb << 20:
+            return "recycled_memory"
+        if r.degrade_factor and len(child.durations) >= r.degrade_min_jobs:
+            others = [d for c in self.children.values() if c is not child for d in c.durations]
+            if len(others) >= r.degrade_min_jobs:
+                mine, pool = statistics.median(child.durations), statistics.median(others)
+                if mine > r.degrade_factor * pool:
+                    return "degraded"
+        return None
+
+    def _sample_pss(self) -> None:
+        """Measure one child's PSS per tick, round robin (reading smaps is not free)."""
+        kids = [c for c in self.children.values() if c.pid and c.state in ("idle", "busy")]
+        if not kids:
+            return
+        child = kids[self.pss_cursor % len(kids)]
+        self.pss_cursor += 1
+        child.pss = procs.pss_bytes([child.pid, *(p.pid for p in procs.descendants(child.pid))])
 
     def _start_child(self) -> None:
         self.generation += 1
@@ -157,6 +251,7 @@ class SupervisorActor(FoxdenActor):
         child.pid, child.browser_pids = msg.pid, msg.browser_pids
         child.engine, child.version = msg.engine, msg.version
         child.state, child.last_pong = "idle", time.monotonic()
+        child.idle_since = child.last_pong
         with logs.context(browser=msg.browser):
             log.info("browser %s ready: %s %s pid=%s browser_pids=%s", msg.browser, msg.engine, msg.version,
                      msg.pid, list(msg.browser_pids))
@@ -193,13 +288,24 @@ class SupervisorActor(FoxdenActor):
         child = self.children.get(msg.browser)
         if child is None or child.job is None or child.job.key != msg.job_key or child.state != "busy":
             return  # a late answer from a child we already gave up on
+        now = time.monotonic()
+        child.durations.append(now - child.job_started)
         child.job, child.state = None, "idle"
         child.jobs_done += 1
         child.sessions = msg.sessions
-        child.last_pong = time.monotonic()
-        self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome))
+        child.last_pong = child.idle_since = now
+        retire = None if self.stopping else self._recycle_reason(child, now)
+        available = not self.stopping and retire is None
+        self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome, available))
         if self.stopping:
             self._request_stop(child)
+        elif retire:
+            self._retire(child, retire)
+
+    def receiveMsg_Demand(self, msg: Demand, sender) -> None:
+        self.queued = msg.queued
+        self._rescale(time.monotonic())
+        self._fill()
 
     # --- watchdog ------------------------------------------------------------
 
@@ -230,6 +336,13 @@ class SupervisorActor(FoxdenActor):
                     self.send(child.addr, Ping(child.ping_sent))
             elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
                 self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
+        if not self.stopping:
+            self._sample_pss()
+            for child in [c for c in self.children.values() if c.state == "idle"]:
+                reason = self._recycle_reason(child, now)
+                if reason:
+                    self._retire(child, reason)
+            self._rescale(now)
         self._fill()
 
     def receiveMsg_Pong(self, msg: Pong, sender) -> None:
@@ -306,6 +419,10 @@ class SupervisorActor(FoxdenActor):
         if self.stopping:
             self._maybe_stopped()
             return
+        if reason in RETIREMENTS:
+            self._rescale(now)
+            self._fill()  # a replacement, not a restart: the policy is for failures
+            return
         self._apply_policy(child, reason, now)
 
     def _apply_policy(self, child: Child, reason: str, now: float) -> None:
@@ -324,7 +441,10 @@ class SupervisorActor(FoxdenActor):
             self.send(self.dispatcher, PoolFailed(error))
             return
         if decision.action == "ignore":
-            self.target = max(0, self.target - 1)
+            # A temporary (or normally exiting transient) child is not
+            # replaced: the pool has one slot fewer from now on.
+            self.slots = max(0, self.slots - 1)
+            self._rescale(now)
             return
         self.restarts += 1
         siblings = policy.children_to_restart(self.policy.strategy, self.order + [child.id], child.id)
@@ -361,6 +481,9 @@ class SupervisorActor(FoxdenActor):
             "pid": os.getpid(),
             "live": len(self.children),
             "target": self.target,
+            "min": min(self.config.pool.min, self.slots) if self.config else 0,
+            "max": min(self.config.pool.max, self.slots) if self.config else 0,
+            "held_back": self.held_back,
             "state": "failed" if self.failed else ("stopping" if self.stopping else "ok"),
             "error": self.failed,
             "engine": self.engine.name if self.engine else None,
@@ -378,6 +501,7 @@ class SupervisorActor(FoxdenActor):
                     "started_at": c.started_at,
                     "age_s": round(now - c.created, 3),
                     "sessions": list(c.sessions),
+                    "pss_sampled": c.pss,
                 }
                 for c in self.children.values()
             ],

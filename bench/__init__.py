@@ -1,0 +1,1 @@
+"""Benchmarks: foxden against the browser pools people use (see README, "Benchmarks")."""
