@@ -97,6 +97,7 @@ class Daemon:
         self.asys = None
         self.addrs: dict = {}
         self.pids: dict[str, int] = {}
+        self.metrics = None
         self.exit_code = EXIT_OK
         self.stop_requested = False
         self.lock_fd: int | None = None
@@ -142,8 +143,28 @@ class Daemon:
         reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
         if "error" in reply.detail:
             raise StartupError(f"gateway cannot listen on {self.config.daemon.socket}: {reply.detail['error']}")
+        if self.config.metrics.port:
+            self._start_metrics()
         log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d", self.config.pool.size, choice.name,
                  reply.detail["socket"], port, os.getpid())
+
+    def _start_metrics(self) -> None:
+        from foxden.client import Client
+        from foxden.metrics import start_metrics_server
+
+        daemon = self.config.daemon
+
+        def fetch_status() -> dict:
+            # The same path as `foxden status`: values are derived per scrape, never kept twice.
+            with Client(daemon.socket, token=daemon.token, timeout=10) as client:
+                return client.status()
+
+        try:
+            self.metrics = start_metrics_server(self.config.metrics.port, fetch_status)
+        except OSError as exc:
+            raise StartupError(f"[metrics] port {self.config.metrics.port}: cannot listen on 127.0.0.1: "
+                               f"{exc.strerror or exc}") from None
+        log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics.port)
 
     def _init(self, role: str, msg) -> Initialized:
         reply = self.asys.ask(self.addrs[role], msg, 30)
@@ -252,6 +273,9 @@ class Daemon:
         shutil.rmtree(os.path.join(self.state_dir, "browsers"), ignore_errors=True)
 
     def _release(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.lock_fd is not None:
             try:
                 os.unlink(self.pid_path)

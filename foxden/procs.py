@@ -42,6 +42,17 @@ def pid_alive(pid: int | None) -> bool:
         return False
 
 
+def process_state(pid: int) -> str:
+    """"running", "stopped" (SIGSTOP/traced) or "gone" (exited or a zombie)."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.Error:
+        return "gone"
+    if status == psutil.STATUS_ZOMBIE:
+        return "gone"
+    return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
+
+
 def find_marked(prefix: str, *, exclude: Iterable[int] = ()) -> list[psutil.Process]:
     """Live processes whose marker starts with prefix (our own process excluded)."""
     skip = {os.getpid(), *exclude}

@@ -177,6 +177,15 @@ def test_frozen_browser_actor_is_killed_by_heartbeat(make_daemon):
     assert not procs.pid_alive(child["pid"])
 
 
+def test_frozen_idle_browser_is_killed_and_replaced(make_daemon):
+    d = make_daemon({"pool": {"size": 1}})
+    child = d.status()["children"][0]
+    os.kill(child["browser_pids"][0], signal.SIGSTOP)
+    st = d.wait_until(lambda s: s["children"] and s["children"][0]["id"] != child["id"], timeout=20)
+    assert st["watchdog"]["kills_by_reason"].get("unresponsive") == 1
+    assert not any(procs.pid_alive(p) for p in [child["pid"], *child["browser_pids"]])
+
+
 def test_crash_looping_engine_gives_up_with_a_clear_error(make_daemon, tmp_path):
     fake = tmp_path / "fake-chromium"
     fake.write_text("#!/bin/sh\necho 'this browser is broken' >&2\nexit 1\n")

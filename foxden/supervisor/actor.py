@@ -81,6 +81,7 @@ class Child:
     idle_since: float = 0.0
     durations: deque = field(default_factory=lambda: deque(maxlen=RECENT_JOBS))
     pss: int = 0
+    stopped_ticks: int = 0
 
 
 class SupervisorActor(FoxdenActor):
@@ -320,10 +321,16 @@ class SupervisorActor(FoxdenActor):
         now = time.monotonic()
         wd = self.config.watchdog
         for child in list(self.children.values()):
-            if child.state in ("idle", "busy") and child.browser_pids and not procs.pid_alive(child.browser_pids[0]):
+            main = procs.process_state(child.browser_pids[0]) if child.browser_pids else None
+            child.stopped_ticks = child.stopped_ticks + 1 if main == "stopped" else 0
+            if child.state in ("idle", "busy") and main == "gone":
                 # Playwright may not notice for seconds (the browser's other
                 # processes keep its pipe open), so check the process itself.
                 self._kill(child, "crash", f"browser process {child.browser_pids[0]} is gone")
+            elif child.state in ("idle", "busy") and child.stopped_ticks >= 2:
+                # Stopped (SIGSTOP, a frozen cgroup) on two ticks in a row: it
+                # answers nothing, and an idle one would never be noticed.
+                self._kill(child, "unresponsive", f"browser process {child.browser_pids[0]} is stopped")
             elif child.state == "busy" and now > child.deadline + wd.kill_grace_s:
                 self._kill(child, "timeout", f"job {child.job.id} exceeded its {child.deadline - child.job_started:.1f}s budget")
             elif child.state == "starting" and now - child.created > self.config.pool.launch_timeout_s:
