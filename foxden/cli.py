@@ -353,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     how = st.add_mutually_exclusive_group()
     how.add_argument("--json", action="store_true")
     how.add_argument("--watch", action="store_true", help="redraw the table until Ctrl-C")
-    st.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="S", help="seconds between redraws (default: 2)")
+    st.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="S",
+                    help="seconds between redraws (default: 2)")
     st.set_defaults(fn=cmd_status)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")

@@ -84,8 +84,12 @@ def status_metrics(st: dict) -> Iterator[Metric]:
     inv = st["invariants"]
     yield _gauge("foxden_invariant_violations", "Invariants violated in this status sample", len(inv["violations"]))
     yield _gauge("foxden_invariants_ok", "1 if every invariant held in this status sample", int(inv["ok"]))
+    pool = st["pool"]
     yield _gauge("foxden_pool_failed", "1 if the supervisor gave up on the pool (restart intensity exceeded)",
-                 int(st["pool"]["state"] == "failed"))
+                 int(pool["state"] == "failed"))
+    yield _gauge("foxden_pool_target", "Browsers the supervisor currently aims to keep", pool["target"])
+    yield _gauge("foxden_pool_held_back", "1 if a browser start is held back (e.g. too little free memory)",
+                 int(bool(pool["held_back"])))
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -132,14 +136,10 @@ class MetricsServer:
 def start_metrics_server(port: int, fetch_status: Callable[[], dict]) -> MetricsServer:
     """Serve /metrics on 127.0.0.1:port (0 = a free port) from a daemon thread.
 
-    Raises OSError naming the port if it cannot be bound (e.g. in use)."""
+    Raises OSError (EADDRINUSE, ...) if the port cannot be bound."""
     # A registry of our own: the process-wide default one would mix in the
     # metrics of whatever process hosts us, and keep ours after close().
     registry = CollectorRegistry()
     registry.register(StatusCollector(fetch_status))
-    try:
-        httpd, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    except OSError as exc:
-        raise OSError(exc.errno, f"[metrics] port {port}: cannot listen on 127.0.0.1:{port}: "
-                                 f"{exc.strerror or exc}") from None
+    httpd, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     return MetricsServer(httpd, thread)

@@ -13,7 +13,7 @@ def status_view(st: dict) -> RenderableType:
     """The summary (pool, browsers, queue, totals, watchdog, invariants) above one row per browser."""
     pool = st["pool"]
     header = Text.assemble(
-        ("foxden ", "bold"), (st["instance"], "bold"),
+        (f"foxden {st['instance']}", "bold"),
         f"  engine {st['engine']}  up {duration(st['uptime_s'])}  pool ",
         (pool["state"], "green" if pool["state"] == "ok" else "bold red"),
     )
@@ -21,6 +21,8 @@ def status_view(st: dict) -> RenderableType:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
+    held = f"  held back: {pool['held_back']}" if pool["held_back"] else ""
+    summary.add_row("pool", f"target {pool['target']}  min {pool['min']}  max {pool['max']}{held}")
     by_state = st["browsers"]["by_state"]
     summary.add_row("browsers", f"live {st['browsers']['live']}  " + _pairs(by_state))
     summary.add_row("queue", f"depth {st['queue']['depth']}  in flight {st['queue']['in_flight']}")
