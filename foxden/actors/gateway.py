@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ from foxden.protocols.messages import (
 log = logging.getLogger("foxden.gateway")
 
 FLUSH = "gateway-flush"
+CLOSE_POLL = "gateway-close-poll"
+CLOSE_WAIT_S = 3.0
 RECV_CHUNK = 256 * 1024
 MAX_CONNECTIONS = 1024
 MAX_PENDING_PER_CONNECTION = 100_000
@@ -72,6 +75,7 @@ class GatewayActor(FoxdenActor):
         self.flush_scheduled = False
         self.socket_path: str | None = None
         self.undeliverable = 0
+        self.closer = None
 
     def receiveMessage(self, msg, sender):
         super().receiveMessage(msg, sender)
@@ -125,6 +129,25 @@ class GatewayActor(FoxdenActor):
         self.listeners[sock.fileno()] = sock
 
     def receiveMsg_CloseGateway(self, msg: CloseGateway, sender) -> None:
+        """Stop accepting; close once every request has its reply (or after CLOSE_WAIT_S).
+
+        The last answers come from the dispatcher, and this request from the
+        daemon: Thespian orders messages per sender only, so answers sent
+        before the drain finished may still be on their way here."""
+        for sock in self.listeners.values():
+            sock.close()
+        self.listeners.clear()
+        self.closer = (sender, time.monotonic() + CLOSE_WAIT_S)
+        self._maybe_closed()
+
+    def _maybe_closed(self) -> None:
+        if self.closer is None:
+            return
+        sender, deadline = self.closer
+        if any(c.pending > 0 for c in self.conns.values()) and time.monotonic() < deadline:
+            self.wakeupAfter(0.02, payload=CLOSE_POLL)
+            return
+        self.closer = None
         self._flush_all(final=True)
         self._close_all()
         self.send(sender, Initialized("gateway-closed", os.getpid()))
@@ -297,6 +320,8 @@ class GatewayActor(FoxdenActor):
         if msg.payload == FLUSH:
             self.flush_scheduled = False
             self._flush_all()
+        elif msg.payload == CLOSE_POLL:
+            self._maybe_closed()
 
     def _drop(self, conn: Conn) -> None:
         conn.closing = True
