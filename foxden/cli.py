@@ -360,10 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.set_defaults(fn=cmd_demo)
+
+    # Listed here for --help; its own options are parsed by foxden.chaos (see main()).
+    sub.add_parser("chaos", help="fault-injection run against a private daemon; JSON summary (see `foxden chaos -h`)",
+                   add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chaos"]:
+        from foxden import chaos
+
+        return chaos.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
