@@ -66,6 +66,7 @@ def run_foxden(spec: dict) -> None:
         sent: dict[int, float] = {}
         lat: list = [None] * len(urls)
         values: list = [None] * len(urls)
+        server_ms: list = [None] * len(urls)
         errors: list[str] = []
 
         def requests():
@@ -77,11 +78,13 @@ def run_foxden(spec: dict) -> None:
         t0 = time.perf_counter()
         for index, _req, answer in client.submit_many(requests(), concurrency=concurrency):
             lat[index] = time.perf_counter() - sent[index]
+            server_ms[index] = answer.elapsed_ms
             if answer.status == "ok":
                 values[index] = _value(answer.result.eval)
             else:
                 errors.append(f"{urls[index]}: {answer.status} {answer.error}")
-        return {"t_s": time.perf_counter() - t0, "lat": lat, "values": values, "errors": errors}
+        return {"t_s": time.perf_counter() - t0, "lat": lat, "values": values, "errors": errors,
+                "server_ms": server_ms}
 
     t = time.perf_counter()
     client.ping()

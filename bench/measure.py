@@ -37,52 +37,104 @@ import psutil
 MARKER_ENV = "FOXDEN_BENCH_OWNER"
 
 
-def kind_of(name: str) -> str:
-    n = name.lower()
-    if "chrom" in n or "crashpad" in n:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def kind_of(name: str, argv0: str = "") -> str:
+    """chromium | node (Playwright's driver) | python | other, from the name and argv[0]."""
+    n, exe = name.lower(), os.path.basename(argv0).lower()
+    if "chrom" in n or "chrom" in exe or "crashpad" in n or "headless_shell" in exe:
         return "chromium"
-    if n.startswith("node"):
+    if exe == "node" or n in ("node", "mainthread"):  # Playwright's driver names its main thread
         return "node"
-    if n.startswith("python"):
+    if n.startswith("python") or exe.startswith("python"):
         return "python"
     return "other"
 
 
-def _key(p: psutil.Process) -> tuple[int, float]:
+@dataclass(frozen=True)
+class Stat:
+    """What /proc/PID/stat says about one process."""
+
+    pid: int
+    ppid: int
+    start: int      # start time in clock ticks since boot: (pid, start) names one process
+    comm: str
+    state: str
+    cpu: float      # own user + system, seconds
+    cpu_children: float  # reaped children's user + system (cutime + cstime), seconds
+
+
+def _read_stat(pid: int) -> Stat | None:
     try:
-        return p.pid, p.create_time()
-    except psutil.Error:
-        return p.pid, 0.0
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    lp, rp = data.find(b"("), data.rfind(b")")
+    f = data[rp + 2:].split()
+    # fields after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ... starttime(19)
+    return Stat(pid, int(f[1]), int(f[19]), data[lp + 1:rp].decode(errors="replace"), f[0].decode(),
+                (int(f[11]) + int(f[12])) / _TICK, (int(f[13]) + int(f[14])) / _TICK)
 
 
-def tree(roots: list[int]) -> list[psutil.Process]:
-    """The roots and all their descendants (zombies included), children listed before their parents."""
-    out: list[psutil.Process] = []
-    for pid in roots:
-        try:
-            root = psutil.Process(pid)
-            kids = root.children(recursive=True)
-        except psutil.Error:
-            continue
-        out.extend(reversed(kids))
-        out.append(root)
+def all_stats() -> dict[int, Stat]:
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _read_stat(int(name))
+            if st is not None:
+                out[st.pid] = st
     return out
 
 
-def cpu_of(procs: list[psutil.Process]) -> float:
-    """Sum of user+system+children_user+children_system over procs, in seconds."""
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
+def tree_stats(roots: list[int], stats: dict[int, Stat] | None = None) -> list[Stat]:
+    """The roots and all their descendants (zombies included)."""
+    stats = all_stats() if stats is None else stats
+    kids: dict[int, list[int]] = {}
+    for st in stats.values():
+        kids.setdefault(st.ppid, []).append(st.pid)
+    out, todo, seen = [], [r for r in roots if r in stats], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
             continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
+        seen.add(pid)
+        out.append(stats[pid])
+        todo.extend(kids.get(pid, ()))
+    return out
 
 
 def tree_cpu(roots: list[int]) -> float:
-    return cpu_of(tree(roots))
+    """CPU seconds of the trees so far: own + reaped children's, over every process (zombies too)."""
+    return sum(st.cpu + st.cpu_children for st in tree_stats(roots))
+
+
+def own_cpu(pid: int) -> float:
+    st = _read_stat(pid)
+    return st.cpu if st else 0.0
+
+
+def pss_bytes(pid: int) -> int:
+    """PSS from /proc/PID/smaps_rollup (0 if gone, a zombie or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _argv0(pid: int) -> tuple[str, bool]:
+    """(argv[0], has a --type= switch) of a process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return "", False
+    return argv[0].decode(errors="replace"), any(a.startswith(b"--type=") for a in argv)
 
 
 @dataclass
@@ -95,7 +147,7 @@ class Sample:
 
 @dataclass
 class TreeSampler:
-    """Samples the trees under `roots` in a thread: PSS every `pss_every` s, membership every `every` s."""
+    """Samples the trees under `roots` in a thread: membership and CPU every `every` s, PSS every `pss_every` s."""
 
     roots: list[int]
     every: float = 0.1
@@ -103,31 +155,45 @@ class TreeSampler:
     peak: Sample | None = None
     last: Sample | None = None
     samples: int = 0
-    seen: dict = field(default_factory=dict)            # (pid, create_time) -> (name, is_browser_main)
+    seen: dict = field(default_factory=dict)            # (pid, start) -> (comm, kind, is a browser's main process)
     escaped_cpu: float = 0.0
     sampler_cpu_s: float = 0.0
 
     def __post_init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
-        self._last_cpu: dict = {}
-        self._members: set = set()
+        self._members: dict = {}
+        self._outside: set[int] = set()
+        self.pss_samples = 0
         self.cpu_start = self.cpu_end = 0.0
 
     def start(self) -> "TreeSampler":
-        self._sample(pss=True)
-        self.cpu_start = tree_cpu(self.roots)
+        self.cpu_start = self._sample(pss=True)
+        self._cpu_kind_start = self._cpu_kind
         self._thread.start()
         return self
 
+    def cpu_by_kind(self) -> dict[str, float]:
+        """CPU seconds per kind of process between start() and stop() (a reaped child counts for its reaper's kind)."""
+        kinds = self._cpu_kind.keys() | self._cpu_kind_start.keys()
+        return {k: self._cpu_kind.get(k, 0.0) - self._cpu_kind_start.get(k, 0.0) for k in sorted(kinds)}
+
     def stop(self) -> float:
         """Stop sampling; returns the trees' CPU seconds since start()."""
-        self.cpu_end = tree_cpu(self.roots)
         self._stop.set()
         self._thread.join()
+        # The final PSS: at the end of the run, before the driver closes.
+        self.cpu_end = self._sample(pss=True)
         return self.cpu_end - self.cpu_start + self.escaped_cpu
 
     def _loop(self) -> None:
+        # Nice 19 for this thread only (Linux: a tid is a "process" to
+        # setpriority): reading smaps costs ~2 ms of kernel time per Chromium
+        # process, and the drivers we measure should not wait for it.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
         t0 = time.thread_time()
         next_pss = time.monotonic() + self.pss_every
         while not self._stop.wait(self.every):
@@ -138,66 +204,79 @@ class TreeSampler:
             self._sample(pss=do_pss)
         self.sampler_cpu_s = time.thread_time() - t0
 
-    def _sample(self, *, pss: bool) -> None:
-        procs = tree(self.roots)
-        members = set()
-        total, by_kind = 0, {}
-        for p in procs:
-            key = _key(p)
-            members.add(key)
+    def _scan(self) -> tuple[dict[int, Stat], list[Stat]]:
+        """/proc/PID/stat of every process that is or may be in the trees, and the trees' members.
+
+        A process outside the trees never joins them (only new processes
+        do: children of members), so known outsiders are not read again
+        while their pid stays in /proc."""
+        pids = {int(n) for n in os.listdir("/proc") if n.isdigit()}
+        self._outside &= pids
+        stats = {}
+        for pid in pids - self._outside:
+            st = _read_stat(pid)
+            if st is not None:
+                stats[pid] = st
+        procs = tree_stats(self.roots, stats)
+        self._outside |= stats.keys() - {st.pid for st in procs}
+        return stats, procs
+
+    def _sample(self, *, pss: bool) -> float:
+        stats, procs = self._scan()
+        members = {}
+        total, by_kind, cpu, cpu_kind = 0, {}, 0.0, {}
+        for st in procs:
+            key = (st.pid, st.start)
+            members[key] = st
+            cpu += st.cpu + st.cpu_children
             info = self.seen.get(key)
-            if info is None:
-                try:
-                    name = p.name()
-                    main = kind_of(name) == "chromium" and not any(a.startswith("--type=") for a in p.cmdline())
-                except psutil.Error:
-                    name, main = "?", False
-                info = self.seen[key] = (name, main)
-            try:
-                t = p.cpu_times()
-                self._last_cpu[key] = (t.user + t.system, p)
-            except psutil.Error:
-                pass
-            if pss:
-                try:
-                    v = p.memory_full_info().pss
-                except (psutil.Error, OSError):
-                    continue
+            if info is None or info[0] != st.comm:  # new, or it exec'd since
+                argv0, typed = _argv0(st.pid)
+                kind = kind_of(st.comm, argv0)
+                parent = stats.get(st.ppid)
+                # A browser's main process: Chromium without --type= whose
+                # parent is not Chromium (a child caught between fork and
+                # exec still has its parent's command line).
+                main = (kind == "chromium" and not typed and "crashpad" not in argv0
+                        and (parent is None or kind_of(parent.comm) != "chromium"))
+                info = self.seen[key] = (st.comm, kind, main)
+            cpu_kind[info[1]] = cpu_kind.get(info[1], 0.0) + st.cpu + st.cpu_children
+            if pss and st.state != "Z":
+                v = pss_bytes(st.pid)
                 total += v
-                by_kind[kind_of(info[0])] = by_kind.get(kind_of(info[0]), 0) + v
-        # A process that left the tree but still runs was re-parented outside
-        # it: its reaper is not ours, so count the CPU we last saw it use.
-        for key in self._members - members:
-            entry = self._last_cpu.pop(key, None)
-            if entry is not None:
-                cpu, proc = entry
-                try:
-                    if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                        self.escaped_cpu += cpu
-                except psutil.Error:
-                    pass
+                by_kind[info[1]] = by_kind.get(info[1], 0) + v
+        # A process that left the trees but still runs was re-parented outside
+        # them: its reaper is not ours, so count the CPU we last saw it use.
+        for key in self._members.keys() - members.keys():
+            now = stats.get(key[0])
+            if now is not None and now.start == key[1] and now.state != "Z":
+                self.escaped_cpu += self._members[key].cpu + self._members[key].cpu_children
         self._members = members
         self.samples += 1
+        self._cpu_kind = cpu_kind
         if pss:
+            self.pss_samples += 1
             s = Sample(time.monotonic(), total, by_kind, len(procs))
             self.last = s
             if self.peak is None or total > self.peak.pss:
                 self.peak = s
+        return cpu
 
     def browsers_seen(self) -> int:
-        return sum(1 for _, main in self.seen.values() if main)
+        """Distinct browser main processes seen (a relaunched browser counts again)."""
+        return sum(1 for _, _, main in self.seen.values() if main)
 
     def alive_seen(self, exclude_roots: list[int] = ()) -> list[psutil.Process]:
         """Processes seen in the trees that are still alive (and not in the trees of exclude_roots)."""
-        keep = {_key(p) for p in tree(list(exclude_roots))} if exclude_roots else set()
+        stats = all_stats()
+        keep = {(st.pid, st.start) for st in tree_stats(list(exclude_roots), stats)} if exclude_roots else set()
         out = []
-        for (pid, ctime), (name, _) in self.seen.items():
-            if (pid, ctime) in keep:
+        for (pid, start) in self.seen:
+            st = stats.get(pid)
+            if (pid, start) in keep or st is None or st.start != start or st.state == "Z":
                 continue
             try:
-                p = psutil.Process(pid)
-                if abs(p.create_time() - ctime) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(p)
+                out.append(psutil.Process(pid))
             except psutil.Error:
                 pass
         return out

@@ -14,6 +14,7 @@ import os
 import queue
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -248,7 +249,7 @@ class Bench:
             roots = [dp.proc.pid] + ([self.daemon.proc.pid] if driver == "foxden" else [])
             st0 = self.daemon.status() if driver == "foxden" else None
             site0, site_cpu0 = self.site.stats(), self.site.cpu()
-            me0 = measure.tree_cpu([os.getpid()])
+            me0 = measure.own_cpu(os.getpid())
             busy0, steal0 = machine_busy()
             load0 = os.getloadavg()[0]
             sampler = measure.TreeSampler(roots).start()
@@ -256,7 +257,7 @@ class Bench:
             done = dp.expect("done", 60 + len(self.jobs) * a.timeout_s)
             cpu = sampler.stop()
             busy1, steal1 = machine_busy()
-            me1 = measure.tree_cpu([os.getpid()])
+            me1 = measure.own_cpu(os.getpid())
             site1, site_cpu1 = self.site.stats(), self.site.cpu()
             rec.update(self._figures(done, cpu, sampler))
             rec["site_requests"] = site1["requests"] - site0["requests"] - 1  # less our own /__stats
@@ -280,7 +281,6 @@ class Bench:
                 if done.get("server_ms"):
                     rec["daemon"]["server_p50_ms"] = round(pct([x for x in done["server_ms"] if x], 50), 1)
             if a.probe_jobs:
-                probe = dp.expect_probe = None
                 dp.send("probe")
                 probe = dp.expect("probe", 60 + a.probe_jobs * a.timeout_s)
                 lat = [x for x in probe["lat"] if x is not None]
@@ -311,11 +311,13 @@ class Bench:
             "wall_s": round(wall, 3), "jobs_per_s": round(n / wall, 3),
             "latency_ms": {"p50": round(pct(lat, 50) * 1000, 1), "p95": round(pct(lat, 95) * 1000, 1),
                            "p99": round(pct(lat, 99) * 1000, 1), "mean": round(statistics.fmean(lat) * 1000, 1)},
-            "cpu_s": round(cpu, 3), "cpu_s_per_job": round(cpu / n, 4), "cpu_escaped_s": round(sampler.escaped_cpu, 3),
+            "cpu_s": round(cpu, 3), "cpu_s_per_job": round(cpu / n, 4),
+            "cpu_s_per_job_by_kind": {k: round(v / n, 4) for k, v in sampler.cpu_by_kind().items()}, "cpu_escaped_s": round(sampler.escaped_cpu, 3),
             "peak_pss_mb": round(sampler.peak.pss / MB, 1), "final_pss_mb": round(sampler.last.pss / MB, 1),
             "peak_pss_by_kind_mb": {k: round(v / MB, 1) for k, v in sorted(sampler.peak.by_kind.items())},
             "procs_at_peak": sampler.peak.procs, "browsers_seen": sampler.browsers_seen(),
-            "samples": sampler.samples, "sampler_cpu_s": round(sampler.sampler_cpu_s, 2),
+            "samples": sampler.samples, "pss_samples": sampler.pss_samples,
+            "pss_every_s": round(wall / max(1, sampler.pss_samples), 3), "sampler_cpu_s": round(sampler.sampler_cpu_s, 2),
             "values": done["values"],
         }
         return out
@@ -520,11 +522,11 @@ def parse_args(argv=None):
                    help="Crawlee's max_open_pages_per_browser (0 = its default, 20); 1 = one browser per slot")
     p.add_argument("--json-only", action="store_true", help="only the JSON lines, no table on stderr")
     p.add_argument("--smoke", action="store_true",
-                   help="a few seconds: 12 jobs, concurrency 2, 1 repeat, 8 probe jobs")
+                   help="a few seconds: 8 jobs, concurrency 2, 1 repeat, 5 probe jobs")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, specs, daemon state)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.jobs, args.concurrency, args.repeats, args.probe_jobs = 12, 2, 1, 8
+        args.jobs, args.concurrency, args.repeats, args.probe_jobs = 8, 2, 1, 5
     if args.drivers:
         args.drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
         bad = set(args.drivers) - set(ALL_DRIVERS)
@@ -537,9 +539,14 @@ def parse_args(argv=None):
     return args
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through the clean-up below
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     measure.install_network_guard()
+    signal.signal(signal.SIGTERM, _terminate)
 
     def emit(obj: dict) -> None:
         print(json.dumps(obj), flush=True)

@@ -18,6 +18,7 @@ per second (a rate: expected events per second):
   kill_browser   SIGKILL of a random browser's main process (children[].browser_pids[0])
   kill_actor     SIGKILL of a random browser actor process (children[].pid)
   stop_actor     SIGSTOP of a random browser actor process (left frozen: the daemon must clean up)
+  stop_browser   SIGSTOP of a random browser's main process (left frozen, likewise)
   bad_frame      a raw connection sending random bytes, a valid header with garbage,
                  a truncated frame, an oversize header or a well-formed frame with bad fields
   burst          3 x max_queue jobs at once on a fresh connection (most get queue_full)
@@ -63,19 +64,21 @@ from foxden.protocols import wire
 from foxden.testsite import Site
 
 PER_JOB = ("hang_promise", "hang_loop", "hang_response", "slow", "abandon")
-PER_SECOND = ("kill_browser", "kill_actor", "stop_actor", "bad_frame", "burst")
+PER_SECOND = ("kill_browser", "kill_actor", "stop_actor", "stop_browser", "bad_frame", "burst")
 KINDS = PER_JOB + PER_SECOND
 HANG_KINDS = ("hang_promise", "hang_loop", "hang_response", "slow")
 
 # Moderate rates: a few hundred jobs see every kind several times.
 DEFAULT_RATES = {
     "hang_promise": 0.02, "hang_loop": 0.02, "hang_response": 0.02, "slow": 0.02, "abandon": 0.03,
-    "kill_browser": 0.08, "kill_actor": 0.05, "stop_actor": 0.04, "bad_frame": 0.5, "burst": 0.03,
+    "kill_browser": 0.08, "kill_actor": 0.05, "stop_actor": 0.04, "stop_browser": 0.03, "bad_frame": 0.5,
+    "burst": 0.03,
 }
 
 BAD_FRAME_VARIANTS = ("random_bytes", "garbage_body", "bad_fields", "truncated", "oversize")
 TMP_PATTERNS = ("playwright_chromiumdev_profile-*", "playwright-artifacts-*", "org.chromium.Chromium.*")
 BROWSERISH = ("chrom", "node", "firefox")
+_CRASH = re.compile(r"killing browser (b\d+) \(crash\)|browser (?=b\d+ exiting: crash)(b\d+)")
 LOG_PROBLEM = re.compile(r" (ERROR|CRITICAL) |Traceback|second answer|survived")
 
 
@@ -101,12 +104,15 @@ class Options:
     burst_factor: int = 3
     heartbeat_timeout_s: float = 2.0
     sample_interval_s: float = 0.2
-    answer_timeout_s: float = 90.0  # a connection with jobs in flight that hears nothing this long: lost
-    settle_timeout_s: float = 90.0
+    queue_timeout_s: float = 30.0  # [jobs] queue_timeout_s: with it, every job has a deadline for its answer
+    slack_s: float = 20.0  # added to that deadline (a loaded machine is slow)
+    settle_timeout_s: float = 120.0
     min_each: bool = True  # make every kind with a rate > 0 fire at least once
     workdir: str | None = None
     keep: bool = False  # keep the work dir (it is always kept when the run fails)
     quiet: bool = False
+    stop_under_load: bool = False  # SIGTERM the daemon halfway, with jobs in flight (tests the drain)
+    overrides: dict = field(default_factory=dict)  # {"section": {"key": value}} over the daemon config
 
 
 def parse_rates(text: str | None, base: dict | None = None) -> dict:
@@ -137,6 +143,22 @@ def parse_rates(text: str | None, base: dict | None = None) -> dict:
     if sum(rates[k] for k in PER_JOB) > 1.0:
         raise ValueError(f"--rates: the per-job probabilities ({', '.join(PER_JOB)}) add up to more than 1")
     return rates
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """["recycle.max_jobs=5", ...] -> {"recycle": {"max_jobs": 5}} (values as JSON when they parse, else strings)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(f"--set: expected SECTION.KEY=VALUE, got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(section, {})[name] = parsed
+    return out
 
 
 def percentiles(values) -> dict:
@@ -270,6 +292,15 @@ class Chaos:
         self.abandoned_early = 0  # an answer arrived before the client hung up
         self.client_submits = 0  # Submit frames sent, on any connection
         self.clients: list[_TrackingClient] = []
+        self.drives: dict[str, tuple] = {}
+        self.closed_by_harness: list = []
+        self.sent_at: dict[str, float] = {}
+        self.overdue: dict[str, float] = {}
+        self.late: dict[str, str] = {}
+        self.foreign: list[str] = []  # browser processes of someone else seen during the run
+        self.user_data_dirs: set[str] = set()  # our browsers' profile dirs
+        self.seen_mains: set[int] = set()
+        self.last_scan = 0.0
         self.connection_errors: list[str] = []
         self.bursts = 0
         # faults
@@ -289,6 +320,7 @@ class Chaos:
         self.threads: list[threading.Thread] = []
         self.stop_threads = threading.Event()
         self.stop_sampler = threading.Event()
+        self.daemon_stopped = threading.Event()  # SIGTERM sent under load
         self.workers: list[threading.Thread] = []
 
     # --- bookkeeping ---
@@ -344,6 +376,9 @@ class Chaos:
                 return
             self.answers[job.id] = answer
             self.lost.pop(job.id, None)
+            if job.id in self.overdue:
+                age = time.monotonic() - self.sent_at[job.id]
+                self.late[job.id] = f"{answer.status} {age:.0f}s after submission (bound {self.answer_bound_s():.0f}s)"
         problem = check_answer(job, answer)
         if problem:
             with self.lock:
@@ -371,43 +406,109 @@ class Chaos:
                     self.faults[job.kind] += 1
             yield job
 
+    def answer_bound_s(self) -> float:
+        """How long after submission a job must have its answer, by the daemon's own configured limits:
+        it waits at most queue_timeout_s for a browser, and each attempt ends within its budget plus the
+        watchdog's grace, a tick and the time to confirm the browser dead; plus slack for a loaded box."""
+        o = self.o
+        attempt = o.timeout_s + o.jitter_s + 0.25 + 2 * 0.25 + 5.0
+        return o.queue_timeout_s + 2 * attempt + o.slack_s
+
     def _drive(self, name: str, source, concurrency: int) -> None:
         """Run the jobs of `source` on connections of our own until it is exhausted.
 
-        A connection that breaks (or stays silent for answer_timeout_s while
-        jobs are in flight) makes its in-flight jobs lost; the rest go on on
-        a new connection."""
+        A connection that breaks makes its in-flight jobs lost; the rest go on
+        on a new connection. A job that has had no answer within
+        answer_bound_s() is overdue; once nothing else is pending, the
+        harness closes the connections that only wait for overdue jobs,
+        and those jobs are lost."""
         reconnects = 0
         while True:
             try:
-                client = _TrackingClient.from_config(self.daemon.config, timeout=self.o.answer_timeout_s)
+                client = _TrackingClient.from_config(self.daemon.config, timeout=self.answer_bound_s() + 60)
             except ClientError as exc:
                 self.connection_errors.append(f"{name}: {exc}")
                 reconnects += 1
-                if reconnects > 20 or self.stop_threads.is_set():
+                if reconnects > 20 or self.stop_threads.is_set() or self.daemon_stopped.is_set():
                     return
                 time.sleep(0.5)
                 continue
+            inflight: dict[str, PlannedJob] = {}
+            pace = {"until": 0.0}
             with self.lock:
                 self.clients.append(client)
-            inflight: dict[str, PlannedJob] = {}
+                self.drives[name] = (client, inflight)
             try:
-                for _, req, answer in client.submit_many(_tracked(source, inflight), concurrency=concurrency):
+                for _, req, answer in client.submit_many(self._tracked(source, inflight, pace),
+                                                         concurrency=concurrency):
                     job = inflight.pop(req.id, None)
                     if job is not None:
                         self._record(job, answer)
+                    if answer.error is not None and answer.error.code == "queue_full":
+                        # Do not burn the workload on a full queue: pause this connection a little.
+                        pace["until"] = time.monotonic() + 0.5
                 return
             except ClientError as exc:
+                closed_by_us = client in self.closed_by_harness
                 msg = f"{name}: {exc} ({len(inflight)} jobs in flight)"
-                self.connection_errors.append(msg)
-                self._event("connection_error", detail=msg, jobs=sorted(inflight))
+                if not closed_by_us:
+                    self.connection_errors.append(msg)
+                self._event("connection_closed_by_harness" if closed_by_us else "connection_error",
+                            detail=msg, jobs=sorted(inflight))
+                now = time.monotonic()
                 with self.lock:
                     for jid in inflight:
                         if jid not in self.answers:
-                            self.lost[jid] = str(exc)
+                            age = now - self.sent_at.get(jid, now)
+                            self.lost[jid] = (f"no answer {age:.0f}s after submission (bound {self.answer_bound_s():.0f}s)"
+                                              if jid in self.overdue else str(exc))
                 reconnects += 1
-                if reconnects > 20:
+                if reconnects > 20 or self.daemon_stopped.is_set():
                     return
+            finally:
+                with self.lock:
+                    self.drives.pop(name, None)
+
+    def _tracked(self, source, inflight: dict, pace: dict):
+        """Requests of `source`'s jobs, noting each as in flight as submit_many takes it."""
+        while True:
+            wait = pace["until"] - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            job = next(source, None)
+            if job is None:
+                return
+            inflight[job.id] = job
+            with self.lock:
+                self.sent_at[job.id] = time.monotonic()
+            yield job.request
+
+    def _check_overdue(self) -> None:
+        bound = self.answer_bound_s()
+        now = time.monotonic()
+        st = self.latest or {}
+        running = {v: k for k, v in (st.get("queue", {}).get("in_flight_jobs") or {}).items()}
+        with self.lock:
+            fresh = [j for j, t in self.sent_at.items()
+                     if now - t > bound and j not in self.answers and j not in self.overdue]
+            for j in fresh:
+                self.overdue[j] = now - self.sent_at[j]
+        for j in fresh:
+            self._event("overdue", job=j, age_s=round(now - self.sent_at[j], 1),
+                        daemon_says=f"in flight on {running[j]}" if j in running else "not in flight")
+
+    def _close_overdue_connections(self) -> None:
+        """Close connections whose in-flight jobs are all overdue (their threads wait for nothing else)."""
+        with self.lock:
+            drives = list(self.drives.values())
+        for client, inflight in drives:
+            pending = [j for j in list(inflight) if j not in self.answers]
+            if pending and all(j in self.overdue for j in pending) and client not in self.closed_by_harness:
+                self.closed_by_harness.append(client)
+                try:
+                    client._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _worker(self, w: int, concurrency: int) -> None:
         self._drive(f"w{w}", self._feed(), concurrency)
@@ -460,7 +561,7 @@ class Chaos:
 
     def _sampler(self) -> None:
         client = None
-        while not self.stop_sampler.is_set():
+        while not self.stop_sampler.is_set() and not self.daemon_stopped.is_set():
             try:
                 if client is None:
                     client = Client.from_config(self.daemon.config, timeout=30)
@@ -468,6 +569,8 @@ class Chaos:
                 st = client.status()
                 self.status_ms.append((time.monotonic() - asked) * 1000.0)
             except ClientError as exc:
+                if self.daemon_stopped.is_set():
+                    break
                 self.status_errors.append(f"t={time.monotonic() - self.t0:.1f}s {exc}")
                 if client is not None:
                     client.close()
@@ -475,11 +578,42 @@ class Chaos:
                 self.stop_sampler.wait(0.5)
                 continue
             self._take_sample(st)
+            self._check_overdue()
+            if time.monotonic() - self.last_scan > 2.0:
+                self.last_scan = time.monotonic()
+                self._scan_processes(st)
             if self.rss_warm is None and self._progress() >= 0.15:
                 self.rss_warm = self._control_plane_rss(st)
             self.stop_sampler.wait(self.o.sample_interval_s)
         if client is not None:
             client.close()
+
+    def _scan_processes(self, st: dict) -> None:
+        """Note our browsers' profile dirs, and whether anyone else runs browsers (then new /tmp
+        entries cannot be told apart from ours)."""
+        for c in st["children"]:
+            if c["browser_pids"] and c["browser_pids"][0] not in self.seen_mains:
+                self.seen_mains.add(c["browser_pids"][0])
+                try:
+                    for arg in psutil.Process(c["browser_pids"][0]).cmdline():
+                        if arg.startswith("--user-data-dir="):
+                            self.user_data_dirs.add(arg.split("=", 1)[1])
+                except psutil.Error:
+                    pass
+        if len(self.foreign) >= 5:
+            return
+        prefix = self.daemon.state_prefix
+        for p in psutil.process_iter():
+            try:
+                if not _browserish(p):
+                    continue
+                marker = p.environ().get(procs.MARKER_ENV, "")
+                if not marker.startswith(prefix):
+                    self.foreign.append(f"{p.pid} {p.name()} marker={marker[:40] or '-'}")
+                    if len(self.foreign) >= 5:
+                        return
+            except (psutil.Error, OSError):
+                continue
 
     def _take_sample(self, st: dict) -> None:
         with self.lock:
@@ -494,8 +628,11 @@ class Chaos:
         """Checks of one status document beyond the daemon's own."""
         out = []
         live, target = st["browsers"]["live"], st["pool"]["target"]
-        if live > target:
-            out.append(f"{live} live browsers > pool target {target}")
+        # Browsers on their way out ("stopping") are replaced at once, so only the others are bounded.
+        active = live - st["browsers"]["by_state"].get("stopping", 0)
+        most = max(target, st["pool"].get("max") or target)
+        if active > most:
+            out.append(f"{active} live browsers not stopping > pool max {most}")
         if sum(st["browsers"]["by_state"].values()) != live:
             out.append(f"browsers by state {st['browsers']['by_state']} do not add up to live {live}")
         if len(st["children"]) != live:
@@ -583,6 +720,18 @@ class Chaos:
             if not self._marked(pid, instance, actor=True):
                 return
             os.kill(pid, signal.SIGKILL)
+        elif kind == "stop_browser":
+            cands = [c for c in children if c["state"] in ("idle", "busy") and c["browser_pids"]
+                     and c["browser_pids"][0] not in self.stopped_pids]
+            if not cands:
+                return
+            c = rng.choice(cands)
+            pid = c["browser_pids"][0]
+            if not self._marked(pid, instance, actor=False):
+                return
+            os.kill(pid, signal.SIGSTOP)
+            with self.lock:
+                self.stopped_pids[pid] = time.monotonic()
         elif kind == "stop_actor":
             cands = [c for c in children if c["pid"] and c["state"] in ("idle", "busy")
                      and c["pid"] not in self.stopped_pids]
@@ -748,7 +897,7 @@ class Chaos:
                 if st["pool"]["state"] != "failed" and st["browsers"]["by_state"]["idle"] != st["pool"]["target"]:
                     why.append(f"pool {st['browsers']['by_state']} not back to {st['pool']['target']} idle")
                 if frozen:
-                    why.append(f"SIGSTOPped actor(s) {frozen} still alive")
+                    why.append(f"SIGSTOPped process(es) {frozen} still alive")
                 if not why:
                     break
             if time.monotonic() > deadline:
@@ -770,14 +919,18 @@ class Chaos:
         started = time.monotonic()
         with Site() as site:
             self.site = site
-            cfg = write_config(os.path.join(self.workdir, "foxden.toml"), {
+            sections = {
                 "daemon": {"state_dir": state_dir, "admin_port": 0, "grace_s": 5.0},
                 "pool": {"engine": o.engine, "size": o.pool_size, "launch_timeout_s": 30.0},
-                "jobs": {"timeout_s": o.timeout_s, "jitter_s": o.jitter_s, "max_queue": o.max_queue, "retries": 1},
+                "jobs": {"timeout_s": o.timeout_s, "jitter_s": o.jitter_s, "max_queue": o.max_queue, "retries": 1,
+                         "queue_timeout_s": o.queue_timeout_s},
                 "watchdog": {"interval_s": 0.25, "heartbeat_timeout_s": o.heartbeat_timeout_s, "kill_grace_s": 0.25,
                              "close_timeout_s": 3.0},
                 "restart": {"intensity": 1000, "period_s": 60.0, "backoff_base_s": 0.05, "backoff_max_s": 0.5},
-            })
+            }
+            for section, keys in o.overrides.items():
+                sections.setdefault(section, {}).update(keys)
+            cfg = write_config(os.path.join(self.workdir, "foxden.toml"), sections)
             self.daemon = DaemonProcess(cfg, log_path=os.path.join(self.workdir, "daemon.log"))
             summary["daemon_log"] = self.daemon.log_path
             if not o.quiet:
@@ -790,15 +943,20 @@ class Chaos:
                 raise
             try:
                 self._drive_all()
-                final, unsettled = self._settle()
-                leaked_procs_run = self._strays_before_stop(final) if final else []
-                leaked_dirs_run = self._dirs_before_stop(final) if final else []
+                if self.daemon_stopped.is_set():
+                    final, unsettled = self.latest, []
+                    leaked_procs_run, leaked_dirs_run = [], []
+                else:
+                    final, unsettled = self._settle()
+                    leaked_procs_run = self._strays_before_stop(final) if final else []
+                    leaked_dirs_run = self._dirs_before_stop(final) if final else []
                 if leaked_procs_run or leaked_dirs_run:
                     time.sleep(1.0)  # a leak must persist: look again
                     again = self._settle()[0] or final
                     procs_again = set(self._strays_before_stop(again))
                     leaked_procs_run = [p for p in leaked_procs_run if p in procs_again]
                     leaked_dirs_run = [d for d in self._dirs_before_stop(again) if d in leaked_dirs_run]
+                dir_evidence = {d: _dir_evidence(d) for d in leaked_dirs_run}
                 self._final_duplicate_check()
                 rss_end = self._control_plane_rss(final) if final else {}
             finally:
@@ -818,8 +976,18 @@ class Chaos:
         browsers_dir = os.path.join(state_dir, "browsers")
         if os.path.isdir(browsers_dir):
             leaked_dirs += [os.path.join(browsers_dir, n) for n in sorted(os.listdir(browsers_dir))]
-        leaked_dirs += sorted(_tmp_entries() - tmp_before)
+        new_tmp = sorted(_tmp_entries() - tmp_before)
+        ours = [t for t in new_tmp if t in self.user_data_dirs]
+        if self.foreign:
+            # Someone else ran browsers meanwhile: only what we know is ours counts.
+            leaked_dirs += ours
+            summary["tmp_entries_unattributed"] = [t for t in new_tmp if t not in ours]
+            summary["foreign_browser_processes"] = self.foreign
+        else:
+            leaked_dirs += new_tmp
+        summary["leaked_dir_details"] = dir_evidence
         summary.update(self._summary(final, unsettled, rc, leaked_procs_run, leaked_procs, leaked_dirs, rss_end))
+        summary["stopped_under_load"] = self.daemon_stopped.is_set()
         summary["duration_s"] = round(time.monotonic() - started, 1)
         self._write_events()
         return summary
@@ -836,18 +1004,32 @@ class Chaos:
             t.start()
         injector = self._spawn(self._injector, name="injector")
         last = 0.0
-        while any(t.is_alive() for t in self.workers):
+        while True:
+            drivers = [t for t in self.workers + list(self.threads) if t.is_alive()
+                       and (t in self.workers or t.name.startswith(("burst", "abandon")))]
+            if not drivers:
+                break
             time.sleep(0.2)
+            if o.stop_under_load and not self.daemon_stopped.is_set() and self._progress() >= 0.5:
+                # Stop feeding, let the jobs just sent reach the gateway, then SIGTERM: every job in
+                # flight must still get its one answer (a result, or shutting_down) before the
+                # connection closes.
+                with self.lock:
+                    self.submitting_done.set()
+                time.sleep(0.5)
+                self._event("sigterm_under_load", in_flight=sum(1 for j in self.sent_at if j not in self.answers))
+                self.daemon_stopped.set()
+                self.daemon.proc.send_signal(signal.SIGTERM)
+            if self.submitting_done.is_set():
+                with self.lock:
+                    pending = [j for j in self.sent_at if j not in self.answers and j not in self.overdue]
+                if not pending:
+                    self._close_overdue_connections()
             if not o.quiet and time.monotonic() - last > 10:
                 last = time.monotonic()
                 _say(f"{time.monotonic() - self.t0:5.0f}s: {len(self.answers)} answered of {len(self.sent)} sent; "
-                     f"faults {dict(self.faults)}")
+                     f"faults {dict(self.faults)}" + (f"; {len(self.overdue)} overdue" if self.overdue else ""))
         injector.join(10)
-        # Bursts and abandoned clients still running finish on their own.
-        deadline = time.monotonic() + o.answer_timeout_s + 10
-        for t in list(self.threads):
-            if t.name.startswith(("burst", "abandon")):
-                t.join(max(0.1, deadline - time.monotonic()))
         # From here on _settle() samples; one sampler at a time keeps the samples in order.
         self.stop_sampler.set()
         sampler.join(40)
@@ -872,7 +1054,7 @@ class Chaos:
             if jid not in self.answers and jid not in lost:
                 lost[jid] = "never answered"
         problems = [f"did not settle in {o.settle_timeout_s:.0f}s: {w}" for w in unsettled]
-        if final is not None and not unsettled:
+        if final is not None and not unsettled and not self.daemon_stopped.is_set():
             submitted = final["totals"]["submitted"]
             if submitted != self.client_submits:
                 problems.append(f"the daemon counted {submitted} submitted jobs; the clients sent {self.client_submits}")
@@ -892,6 +1074,9 @@ class Chaos:
             "answered_twice_jobs": (twice + extra)[:50],
             "lost": len(lost),
             "lost_jobs": dict(sorted(lost.items())[:50]),
+            "late_answers": len(self.late),
+            "late_answer_jobs": dict(sorted(self.late.items())[:50]),
+            "answer_bound_s": round(self.answer_bound_s(), 1),
             "misrouted": len(self.misrouted),
             "misrouted_detail": self.misrouted[:50],
             "abandoned": len(self.abandoned),
@@ -923,14 +1108,32 @@ class Chaos:
                                   for p in sorted(common)},
             "daemon_exit_code": rc,
             "daemon_log_problems": _log_problems(self.daemon.log_path),
+            "unexplained_crashes": self._unexplained_crashes(),
             "config": {"jobs": o.jobs, "concurrency": o.concurrency, "pool_size": o.pool_size,
                        "duration_s": o.duration_s, "timeout_s": o.timeout_s, "jitter_s": o.jitter_s,
-                       "max_queue": o.max_queue, "engine": o.engine, "rates": o.rates},
+                       "max_queue": o.max_queue, "engine": o.engine, "rates": o.rates, "overrides": o.overrides},
         }
         out["ok"] = bool(out["lost"] == 0 and out["answered_twice"] == 0 and out["misrouted"] == 0
+                         and out["late_answers"] == 0 and not out["unexplained_crashes"]
                          and not out["leaked_processes"] and not out["leaked_dirs"]
                          and not out["invariant_violations"] and rc == 0)
         return out
+
+    def _unexplained_crashes(self) -> list[str]:
+        """Browsers the daemon saw crash although we neither killed their browser nor their actor.
+
+        Nothing else here makes a browser crash, so each one is collateral damage of the daemon's."""
+        explained = {e.get("browser") for e in self.events if e["kind"] in ("kill_browser", "kill_actor")}
+        out = []
+        try:
+            with open(self.daemon.log_path, errors="replace") as f:
+                for line in f:
+                    m = _CRASH.search(line)
+                    if m and (m.group(1) or m.group(2)) not in explained:
+                        out.append(line.rstrip()[:300])
+        except OSError:
+            pass
+        return out[:20]
 
     def _write_events(self) -> None:
         try:
@@ -939,13 +1142,6 @@ class Chaos:
                     f.write(json.dumps(e) + "\n")
         except OSError:
             pass
-
-
-def _tracked(source, inflight: dict):
-    """Requests of `source`'s jobs, noting each as in flight as submit_many takes it."""
-    for job in source:
-        inflight[job.id] = job
-        yield job.request
 
 
 def _read_one(s: socket.socket):
@@ -957,6 +1153,35 @@ def _read_one(s: socket.socket):
         items = dec.feed(data)
         if items:
             return items[0]
+
+
+def _dir_evidence(path: str, limit: int = 30) -> dict:
+    """What is in a leaked dir, its age, and which processes hold something in it."""
+    files = []
+    newest = 0.0
+    for root, dirs, names in os.walk(path):
+        for n in dirs + names:
+            full = os.path.join(root, n)
+            try:
+                newest = max(newest, os.lstat(full).st_mtime)
+            except OSError:
+                pass
+            if len(files) < limit:
+                files.append(os.path.relpath(full, path))
+    holders = []
+    for p in psutil.process_iter():
+        try:
+            cwd = p.cwd()
+            opened = [f.path for f in p.open_files()]
+        except (psutil.Error, OSError):
+            continue
+        if cwd.startswith(path) or any(f.startswith(path) for f in opened):
+            holders.append(_describe(p))
+    try:
+        created = os.stat(path).st_ctime
+    except OSError:
+        created = None
+    return {"entries": files, "ctime": created, "newest_mtime": newest or None, "holders": holders[:10]}
 
 
 def _tmp_entries() -> set[str]:
@@ -1009,7 +1234,7 @@ def render(s: dict) -> str:
         f"seed {s['seed']}, {s['duration_s']}s, work dir {s['workdir']}",
         f"jobs: {s['jobs']} sent on live connections ({s['burst_jobs']} in bursts), answered {s['answered']}, "
         f"lost {s['lost']}, answered twice {s['answered_twice']}, misrouted {s['misrouted']}, "
-        f"abandoned {s['abandoned']}",
+        f"late {s['late_answers']} (bound {s['answer_bound_s']}s), abandoned {s['abandoned']}",
         "by status: " + kv(s["by_status"]),
         "error codes: " + kv(s["by_error_code"]),
         "faults injected: " + kv(s["faults_injected"]),
@@ -1021,6 +1246,7 @@ def render(s: dict) -> str:
         f"daemon exit code: {s['daemon_exit_code']}; daemon log: {s['daemon_log_problems']['count']} error lines",
     ]
     for title, items in (("lost", list(s["lost_jobs"].items())), ("answered twice", s["answered_twice_jobs"]),
+                         ("late", list(s["late_answer_jobs"].items())),
                          ("misrouted", s["misrouted_detail"]), ("violation", s["invariant_violations"]),
                          ("leaked process", s["leaked_processes"]), ("leaked dir", s["leaked_dirs"]),
                          ("daemon log", s["daemon_log_problems"]["lines"][:10])):
@@ -1046,6 +1272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=20, help="[jobs] max_queue (bursts are 3x this)")
     p.add_argument("--workdir", default=None, help="work dir (default: a new one under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (always kept when the run fails)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the private daemon's config, e.g. --set recycle.max_jobs=5 (repeatable)")
+    p.add_argument("--stop-under-load", action="store_true",
+                   help="SIGTERM the daemon halfway through, with jobs in flight; each must still be answered")
     p.add_argument("--json", action="store_true", help="print the JSON summary on one line (default: indented)")
     return p
 
@@ -1059,7 +1289,7 @@ def options_from_args(args) -> Options:
     return Options(jobs=jobs, concurrency=args.concurrency, pool_size=args.pool_size, seed=args.seed,
                    duration_s=args.duration_s, rates=parse_rates(args.rates), connections=args.connections,
                    engine=args.engine, timeout_s=args.timeout_s, max_queue=args.max_queue, workdir=args.workdir,
-                   keep=args.keep)
+                   keep=args.keep, stop_under_load=args.stop_under_load, overrides=parse_overrides(args.set))
 
 
 def run_chaos(opts: Options) -> dict:

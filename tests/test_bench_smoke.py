@@ -1,0 +1,48 @@
+"""The benchmark harness still runs: `python -m bench.run --smoke`, end to end (the only bench part in `make test`)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.browser  # drives real browsers; in `make test` like every other test
+
+
+def test_bench_smoke():
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--json-only"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=150, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    runs = [x for x in lines if x.get("type") == "run"]
+    summaries = [x for x in lines if x.get("type") == "summary"]
+    detail = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+    assert len(summaries) == 1, detail
+    summary = summaries[0]
+    drivers = summary["config"]["drivers"]
+    assert {"foxden", "pwpool"} <= set(drivers), detail
+    assert {r["driver"] for r in runs} == set(drivers), detail
+    for r in runs:
+        where = f"{r['driver']}: {json.dumps(r)[:2000]}"
+        assert "failed" not in r, where
+        assert r["ok"] == r["jobs"] == summary["config"]["jobs"], where
+        assert r["errors"] == 0 and r["warm_errors"] == 0, where
+        assert r["left"] == 0, where
+        assert r["cpu_s"] > 0 and r["peak_pss_mb"] > 0 and r["final_pss_mb"] > 0, where
+        assert r["latency_ms"]["p50"] > 0 and r["jobs_per_s"] > 0, where
+        assert r["probe"]["errors"] == 0, where
+    for base in drivers:
+        if base != "foxden":
+            ratios = summary["ratios"][f"foxden/{base}"]
+            for key in ("throughput", "cpu_per_job", "p50", "peak_pss", "final_pss"):
+                assert ratios[key] > 0, (base, key, ratios)
+    assert summary["added_latency_ms_p50"] is not None, detail
+    assert summary["results_agree"], detail
+    assert summary["left_after_all"] == 0, summary["left_after_all_procs"]
+    assert all(v == 0 for v in summary["errors"].values()), detail
+    assert all(v == 0 for v in summary["left"].values()), detail
+    assert proc.returncode == 0, detail
