@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bench import measure
 from bench.drivers import EXPR
-from bench.run import ROOT, Site
+from bench.run import Site
 
 MS = 1000.0
 
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     measure.install_network_guard()
 
-    from foxden.client import Client, job_request
+    from foxden.client import Client
     from foxden.engines import CHROMIUM_ARGS
     from foxden.harness import DaemonProcess, write_config
 

@@ -6,8 +6,9 @@ and obeys commands read from standard input, one per line:
 
 - ``go``: run the spec's job list at the spec's concurrency; prints ``done``
   with per-job latencies and values;
-- ``probe``: run the light-page probe (the spec's probe URLs one after the
-  other, concurrency 1); prints ``probe``;
+- ``probe1``: run one light-page probe job (the spec's probe URL) alone;
+  prints ``probe1`` with its latency (the orchestrator alternates drivers job
+  by job, so that every driver's probe sees the same machine);
 - ``close``: close everything it started; prints ``closed`` and exits.
 
 Events are JSON lines on the process's original standard output; anything a
@@ -93,8 +94,8 @@ def run_foxden(spec: dict) -> None:
     for cmd in commands():
         if cmd == "go":
             emit("done", **batch(spec["jobs"], n))
-        elif cmd == "probe":
-            emit("probe", **batch(spec["probe"], 1))
+        elif cmd == "probe1":
+            emit("probe1", **batch(spec["probe"][:1], 1))
         elif cmd == "close":
             t = time.perf_counter()
             client.close()
@@ -153,8 +154,8 @@ async def run_pwpool(spec: dict) -> None:
         cmd = await loop.run_in_executor(None, next, cmds, "close")
         if cmd == "go":
             emit("done", **await batch(spec["jobs"], n))
-        elif cmd == "probe":
-            emit("probe", **await batch(spec["probe"], 1))
+        elif cmd == "probe1":
+            emit("probe1", **await batch(spec["probe"][:1], 1))
         elif cmd == "close":
             t = time.perf_counter()
             for b in browsers:
@@ -270,6 +271,7 @@ async def run_crawlee(spec: dict) -> None:
                 "lat": [finished[k] - started[k] if k in started else None for k in keys],
                 "values": [values.get(k) for k in keys], "errors": [errors[k] for k in keys if k in errors]}
 
+    probes = 0
     warm = await asyncio.wait_for(batch(spec["warm"], n, "warm"), 120)
     emit("ready", startup_s=time.perf_counter() - t, warm_errors=warm["errors"], pid=os.getpid())
     loop = asyncio.get_running_loop()
@@ -278,8 +280,9 @@ async def run_crawlee(spec: dict) -> None:
         cmd = await loop.run_in_executor(None, next, cmds, "close")
         if cmd == "go":
             emit("done", **await batch(spec["jobs"], n, "job"))
-        elif cmd == "probe":
-            emit("probe", **await batch(spec["probe"], 1, "probe"))
+        elif cmd == "probe1":
+            probes += 1
+            emit("probe1", **await batch(spec["probe"][:1], 1, f"probe{probes}"))
         elif cmd == "close":
             t = time.perf_counter()
             crawler.stop()

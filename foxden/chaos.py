@@ -19,6 +19,8 @@ per second (a rate: expected events per second):
   kill_actor     SIGKILL of a random browser actor process (children[].pid)
   stop_actor     SIGSTOP of a random browser actor process (left frozen: the daemon must clean up)
   stop_browser   SIGSTOP of a random browser's main process (left frozen, likewise)
+  stop_child     SIGSTOP of another process of a random browser (a zygote, renderer, GPU or
+                 utility process: children[].browser_pids[1:]), likewise
   bad_frame      a raw connection sending random bytes, a valid header with garbage,
                  a truncated frame, an oversize header or a well-formed frame with bad fields
   burst          3 x max_queue jobs at once on a fresh connection (most get queue_full)
@@ -64,20 +66,22 @@ from foxden.protocols import wire
 from foxden.testsite import Site
 
 PER_JOB = ("hang_promise", "hang_loop", "hang_response", "slow", "abandon")
-PER_SECOND = ("kill_browser", "kill_actor", "stop_actor", "stop_browser", "bad_frame", "burst")
+PER_SECOND = ("kill_browser", "kill_actor", "stop_actor", "stop_browser", "stop_child", "bad_frame", "burst")
 KINDS = PER_JOB + PER_SECOND
 HANG_KINDS = ("hang_promise", "hang_loop", "hang_response", "slow")
 
 # Moderate rates: a few hundred jobs see every kind several times.
 DEFAULT_RATES = {
     "hang_promise": 0.02, "hang_loop": 0.02, "hang_response": 0.02, "slow": 0.02, "abandon": 0.03,
-    "kill_browser": 0.08, "kill_actor": 0.05, "stop_actor": 0.04, "stop_browser": 0.03, "bad_frame": 0.5,
+    "kill_browser": 0.08, "kill_actor": 0.05, "stop_actor": 0.04, "stop_browser": 0.03, "stop_child": 0.02,
+    "bad_frame": 0.5,
     "burst": 0.03,
 }
 
 BAD_FRAME_VARIANTS = ("random_bytes", "garbage_body", "bad_fields", "truncated", "oversize")
 TMP_PATTERNS = ("playwright_chromiumdev_profile-*", "playwright-artifacts-*", "org.chromium.Chromium.*")
 BROWSERISH = ("chrom", "node", "firefox")
+_OWNER_DIR = re.compile(r"/browsers/(b\d+)/")
 _CRASH = re.compile(r"killing browser (b\d+) \(crash\)|browser (?=b\d+ exiting: crash)(b\d+)")
 LOG_PROBLEM = re.compile(r" (ERROR|CRITICAL) |Traceback|second answer|survived")
 
@@ -285,6 +289,7 @@ class Chaos:
         self.submitting_done = threading.Event()
         self.sent: dict[str, PlannedJob] = {}
         self.answers: dict[str, wire.Answer] = {}
+        self.workload_answered = 0
         self.answer_counts: Counter = Counter()
         self.lost: dict[str, str] = {}
         self.misrouted: list[str] = []
@@ -300,6 +305,7 @@ class Chaos:
         self.foreign: list[str] = []  # browser processes of someone else seen during the run
         self.user_data_dirs: set[str] = set()  # our browsers' profile dirs
         self.seen_mains: set[int] = set()
+        self.seen_procs: dict[int, tuple[float, str]] = {}  # browser pid -> (start time, browser id)
         self.last_scan = 0.0
         self.connection_errors: list[str] = []
         self.bursts = 0
@@ -307,7 +313,7 @@ class Chaos:
         self.faults: Counter = Counter()
         self.fault_rngs = {k: random.Random(f"{self.seed}:fault:{k}") for k in PER_SECOND}
         self.bad_frames: Counter = Counter()
-        self.stopped_pids: dict[int, float] = {}
+        self.stopped_pids: dict[int, tuple[float, str]] = {}  # pid -> (when, fault kind)
         self.events = []
         # sampling
         self.latest: dict | None = None
@@ -335,7 +341,7 @@ class Chaos:
 
     def _progress(self) -> float:
         if self.o.jobs:
-            p = len(self.answers) / self.o.jobs
+            p = self.workload_answered / self.o.jobs
         else:
             p = 0.0
         if self.o.duration_s:
@@ -375,6 +381,8 @@ class Chaos:
             if self.answer_counts[job.id] > 1:
                 return
             self.answers[job.id] = answer
+            if job.kind != "burst":
+                self.workload_answered += 1
             self.lost.pop(job.id, None)
             if job.id in self.overdue:
                 age = time.monotonic() - self.sent_at[job.id]
@@ -589,8 +597,9 @@ class Chaos:
             client.close()
 
     def _scan_processes(self, st: dict) -> None:
-        """Note our browsers' profile dirs, and whether anyone else runs browsers (then new /tmp
-        entries cannot be told apart from ours)."""
+        """Note our browsers' processes and profile dirs, and whether anyone else runs browsers (then
+        new /tmp entries cannot be told apart from ours)."""
+        self._remember_browser_processes(st)
         for c in st["children"]:
             if c["browser_pids"] and c["browser_pids"][0] not in self.seen_mains:
                 self.seen_mains.add(c["browser_pids"][0])
@@ -603,9 +612,10 @@ class Chaos:
         if len(self.foreign) >= 5:
             return
         prefix = self.daemon.state_prefix
+        state = os.path.abspath(str(self.daemon.config.daemon.state_dir)) + os.sep
         for p in psutil.process_iter():
             try:
-                if not _browserish(p):
+                if not _browserish(p) or p.pid in self.seen_procs or state in " ".join(p.cmdline()):
                     continue
                 marker = p.environ().get(procs.MARKER_ENV, "")
                 if not marker.startswith(prefix):
@@ -731,7 +741,23 @@ class Chaos:
                 return
             os.kill(pid, signal.SIGSTOP)
             with self.lock:
-                self.stopped_pids[pid] = time.monotonic()
+                self.stopped_pids[pid] = (time.monotonic(), kind)
+        elif kind == "stop_child":
+            cands = [c for c in children if c["state"] in ("idle", "busy")
+                     and [p for p in c["browser_pids"][1:] if p not in self.stopped_pids]]
+            if not cands:
+                return
+            c = rng.choice(cands)
+            pid = rng.choice([p for p in c["browser_pids"][1:] if p not in self.stopped_pids])
+            try:
+                state_dir = os.path.abspath(str(self.daemon.config.daemon.state_dir)) + os.sep
+                if state_dir not in " ".join(psutil.Process(pid).cmdline()):
+                    return  # Chromium's children carry no readable marker; their command line names the profile
+            except psutil.Error:
+                return
+            os.kill(pid, signal.SIGSTOP)
+            with self.lock:
+                self.stopped_pids[pid] = (time.monotonic(), kind)
         elif kind == "stop_actor":
             cands = [c for c in children if c["pid"] and c["state"] in ("idle", "busy")
                      and c["pid"] not in self.stopped_pids]
@@ -743,7 +769,7 @@ class Chaos:
                 return
             os.kill(pid, signal.SIGSTOP)
             with self.lock:
-                self.stopped_pids[pid] = time.monotonic()
+                self.stopped_pids[pid] = (time.monotonic(), kind)
         else:  # pragma: no cover
             raise ValueError(kind)
         self._count(kind)
@@ -840,24 +866,61 @@ class Chaos:
                 continue
         return out
 
+    def _our_processes(self) -> list[tuple[psutil.Process, str, str]]:
+        """Every live process of this state dir: (process, owner, how it was recognised).
+
+        The marker alone does not do: Chromium's child processes (zygotes, GPU, network and storage
+        services, renderers) write their process title over their environment, so FOXDEN_OWNER cannot
+        be read back from them. Their command line names the profile dir inside the state dir, and
+        any browser process seen in a status sample is remembered by (pid, start time)."""
+        prefix = self.daemon.state_prefix
+        state = os.path.abspath(str(self.daemon.config.daemon.state_dir)) + os.sep
+        out = []
+        for p in psutil.process_iter():
+            if p.pid == os.getpid():
+                continue
+            try:
+                if not procs.alive(p):
+                    continue
+                try:
+                    marker = p.environ().get(procs.MARKER_ENV, "")
+                except (psutil.Error, OSError):
+                    marker = ""
+                cmd = " ".join(p.cmdline())
+                started = p.create_time()
+            except (psutil.Error, OSError):
+                continue
+            if marker.startswith(prefix):
+                out.append((p, marker.rpartition("/")[2], "marker"))
+            elif state in cmd:
+                m = _OWNER_DIR.search(cmd)
+                out.append((p, m.group(1) if m else "?", "command line"))
+            elif self.seen_procs.get(p.pid, (None,))[0] == started:
+                out.append((p, self.seen_procs[p.pid][1], "seen in status"))
+        return out
+
+    def _remember_browser_processes(self, st: dict) -> None:
+        for c in st["children"]:
+            for pid in c["browser_pids"]:
+                if pid not in self.seen_procs:
+                    try:
+                        self.seen_procs[pid] = (psutil.Process(pid).create_time(), c["id"])
+                    except psutil.Error:
+                        pass
+
     def _strays_before_stop(self, st: dict) -> list[str]:
         """Processes of this instance that belong to no live browser and are not the control plane."""
-        instance = f"{self.daemon.state_prefix}{st['instance']}/"
         live_ids = {c["id"] for c in st["children"]}
         actor_pids = {c["pid"] for c in st["children"] if c["pid"]}
         control = set(self._control_plane_rss(st))
         out = []
-        for p in procs.find_marked(instance):
-            try:
-                owner = p.environ().get(procs.MARKER_ENV, "")[len(instance):]
-                desc = f"{p.pid} {p.name()} owner={owner} {' '.join(p.cmdline())[:100]}"
-            except (psutil.Error, OSError):
-                continue
+        for p, owner, how in self._our_processes():
             if owner == "daemon":
-                if p.pid not in actor_pids and p.pid not in control:
-                    out.append(desc)
-            elif owner not in live_ids:
-                out.append(desc)
+                if p.pid in actor_pids or p.pid in control:
+                    continue
+            elif owner in live_ids:
+                continue
+            out.append(f"{_describe(p)} [owner {owner}, found by {how}]")
         return out
 
     def _dirs_before_stop(self, st: dict) -> list[str]:
@@ -888,7 +951,10 @@ class Chaos:
                 self._take_sample(st)
                 t = st["totals"]
                 unanswered = t["submitted"] - (t["ok"] + t["failed"] + t["timeout"] + t["rejected"])
-                frozen = [p for p in self.stopped_pids if procs.pid_alive(p)]
+                # The daemon notices a frozen actor or main browser process and kills it; a frozen
+                # child process of a browser is not waited for (the stray check below judges it).
+                frozen = [p for p, (_, kind) in self.stopped_pids.items()
+                          if kind != "stop_child" and procs.pid_alive(p)]
                 why = []
                 if st["queue"]["depth"] or st["queue"]["in_flight"]:
                     why.append(f"queue depth {st['queue']['depth']}, in flight {st['queue']['in_flight']}")
@@ -921,7 +987,7 @@ class Chaos:
             self.site = site
             sections = {
                 "daemon": {"state_dir": state_dir, "admin_port": 0, "grace_s": 5.0},
-                "pool": {"engine": o.engine, "size": o.pool_size, "launch_timeout_s": 30.0},
+                "pool": {"engine": o.engine, "size": o.pool_size, "launch_timeout_s": 60.0},
                 "jobs": {"timeout_s": o.timeout_s, "jitter_s": o.jitter_s, "max_queue": o.max_queue, "retries": 1,
                          "queue_timeout_s": o.queue_timeout_s},
                 "watchdog": {"interval_s": 0.25, "heartbeat_timeout_s": o.heartbeat_timeout_s, "kill_grace_s": 0.25,
@@ -952,7 +1018,10 @@ class Chaos:
                     leaked_dirs_run = self._dirs_before_stop(final) if final else []
                 if leaked_procs_run or leaked_dirs_run:
                     time.sleep(1.0)  # a leak must persist: look again
-                    again = self._settle()[0] or final
+                    try:
+                        again = self.daemon.status()
+                    except ClientError:
+                        again = final
                     procs_again = set(self._strays_before_stop(again))
                     leaked_procs_run = [p for p in leaked_procs_run if p in procs_again]
                     leaked_dirs_run = [d for d in self._dirs_before_stop(again) if d in leaked_dirs_run]
@@ -967,11 +1036,20 @@ class Chaos:
                 if not o.quiet:
                     _say("stopping the daemon (SIGTERM)")
                 rc = self.daemon.stop()
-            left = self.daemon.leftovers()
-            stray = [p for p in procs.descendants(os.getpid()) if _browserish(p)]
-            leaked_procs = [_describe(p) for p in {p.pid: p for p in left + stray}.values()]
-            if left or stray:
-                procs.kill_and_wait(left + stray)
+            found = {p.pid: (p, f"{_describe(p)} [owner {owner}, found by {how}]")
+                     for p, owner, how in self._our_processes()}
+            for p in procs.descendants(os.getpid()):
+                if _browserish(p) and p.pid not in found:
+                    found[p.pid] = (p, f"{_describe(p)} [a descendant of the chaos process]")
+            leaked_procs = [desc for _, desc in found.values()]
+            if found:
+                left = [p for p, _ in found.values()]
+                for p in left:  # frozen ones too
+                    try:
+                        p.send_signal(signal.SIGCONT)
+                    except psutil.Error:
+                        pass
+                procs.kill_and_wait(left)
         leaked_dirs = [f"(before stop) {d}" for d in leaked_dirs_run]
         browsers_dir = os.path.join(state_dir, "browsers")
         if os.path.isdir(browsers_dir):
@@ -990,6 +1068,11 @@ class Chaos:
         summary["stopped_under_load"] = self.daemon_stopped.is_set()
         summary["duration_s"] = round(time.monotonic() - started, 1)
         self._write_events()
+        try:
+            with open(os.path.join(self.workdir, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2, default=str)
+        except OSError:
+            pass
         return summary
 
     def _drive_all(self) -> None:

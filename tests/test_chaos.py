@@ -140,3 +140,36 @@ def test_cleanup_of_one_browser_spares_browsers_whose_id_starts_with_its_own(mak
     gone = [b for b in ("b10", "b11") if b not in {c["id"] for c in st["children"]}]
     assert not gone, f"{gone} died with b1: exits {st['exits']}"
     assert st["exits"] == {"crash": 1}, st["exits"]
+
+
+@pytest.mark.browser
+def test_cleanup_of_a_browser_kills_all_of_its_processes(make_daemon):
+    """Chromium's zygotes, GPU, network/storage services and renderers write their process title over
+    their environment, so FOXDEN_OWNER cannot be read from them and find_marked() misses them. A frozen
+    (or hung) one then outlives its browser's cleanup, and the startup reaper after a crash."""
+    import signal
+    import time
+
+    from foxden import procs
+
+    d = make_daemon({"pool": {"size": 1, "launch_timeout_s": 120.0}})
+    child = d.status()["children"][0]
+    others = child["browser_pids"][1:]
+    assert others, child
+    try:
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(child["browser_pids"][0], signal.SIGKILL)
+        d.wait_until(lambda s: child["id"] not in {c["id"] for c in s["children"]}, timeout=30, interval=0.1)
+        time.sleep(1.0)
+        alive = [pid for pid in others if procs.pid_alive(pid)]
+        marked = {p.pid for p in procs.find_marked(d.state_prefix)}
+        assert not alive, (f"processes of {child['id']} outlived its cleanup: {alive}; "
+                           f"of these, find_marked() sees {[pid for pid in alive if pid in marked]}")
+    finally:
+        for pid in others:
+            for sig in (signal.SIGKILL, signal.SIGCONT):
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass

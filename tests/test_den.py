@@ -123,7 +123,9 @@ def test_hung_eval_times_out_and_browser_is_replaced(make_daemon, site, expr):
 
 
 def test_hanging_response_times_out_without_killing(make_daemon, site):
-    d = make_daemon({"pool": {"size": 1}, "jobs": {"timeout_s": 1.0, "jitter_s": 0.0}})
+    # kill_grace_s leaves Playwright's own navigation timeout time to fire first.
+    d = make_daemon({"pool": {"size": 1}, "jobs": {"timeout_s": 2.0, "jitter_s": 0.0},
+                     "watchdog": {"kill_grace_s": 2.0}})
     with d.client() as c:
         a = c.submit(site.url("/hang"))
         b = c.submit(site.url("/page/1"))

@@ -49,12 +49,12 @@ def test_browsers_over_max_pss_are_recycled(make_daemon, site):
 
 def test_a_browser_much_slower_than_the_pool_is_retired(make_daemon, site):
     d = make_daemon({"recycle": {"degrade_factor": 2.0, "degrade_min_jobs": 4}})
-    slow = [job_request(site.url("/slow?ms=1500"), session="slow") for _ in range(5)]
+    slow = [job_request(site.url("/slow?ms=3000"), session="slow") for _ in range(5)]
     fast = [job_request(site.url(f"/page/{i}")) for i in range(8)]
     with d.client() as c:
         answers = [a for _, _, a in c.submit_many(slow + fast, concurrency=2)]
     assert all(a.status in ("ok", "failed") for a in answers)
-    st = d.wait_until(lambda s: s["retirements"].get("degraded", 0) >= 1, timeout=20)
+    st = d.wait_until(lambda s: s["retirements"].get("degraded", 0) >= 1, timeout=40)
     assert st["restarts"] == 0
 
 

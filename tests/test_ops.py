@@ -330,7 +330,7 @@ def test_status_table_watch_and_batch_progress(make_daemon, site, tmp_path):
     # On a pipe --watch prints one table per sample.
     watch = subprocess.Popen([sys.executable, "-m", "foxden", "status", "-c", d.config_path, "--watch",
                               "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    time.sleep(8)  # interpreter start-up and two samples, with room for a loaded machine
     watch.send_signal(signal.SIGINT)
     out, err = watch.communicate(timeout=30)
     assert watch.returncode == 0, err

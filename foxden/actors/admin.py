@@ -35,7 +35,9 @@ def check_invariants(disp_before: dict, sup: dict, disp_after: dict, actor_pids:
     if sup["live"] != len(actor_pids):
         out.append(f"live count {sup['live']} != {len(actor_pids)} browser actor processes "
                    f"(unknown: {sorted(actor_pids - known)}, missing: {sorted(known - actor_pids)})")
-    busy = {c["id"]: c["job_key"] for c in sup["children"] if c["state"] == "busy"}
+    # A child being killed ("stopping") still holds its attempt until its
+    # exit is processed, so "busy" here means "has an attempt".
+    busy = {c["id"]: c["job_key"] for c in sup["children"] if c["job_key"]}
     before, after = disp_before["running"], disp_after["running"]
     inflight = {b: k for b, k in after.items() if before.get(b) == k}
     if busy != inflight:

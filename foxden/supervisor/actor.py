@@ -45,6 +45,7 @@ log = logging.getLogger("foxden.supervisor")
 
 TICK = "watchdog-tick"
 RECENT_JOBS = 50
+EXIT_NOTICE_GRACE_S = 2.0
 DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
 # Exits the supervisor chose to replace a healthy browser (or shrink the
 # pool): they are not failures, so the restart policy is not consulted.
@@ -82,6 +83,7 @@ class Child:
     durations: deque = field(default_factory=lambda: deque(maxlen=RECENT_JOBS))
     pss: int = 0
     stopped_ticks: int = 0
+    dead_since: float | None = None
 
 
 class SupervisorActor(FoxdenActor):
@@ -343,6 +345,7 @@ class SupervisorActor(FoxdenActor):
                     self.send(child.addr, Ping(child.ping_sent))
             elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
                 self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
+        self._missed_exits(now)
         if not self.stopping:
             self._sample_pss()
             for child in [c for c in self.children.values() if c.state == "idle"]:
@@ -399,8 +402,29 @@ class SupervisorActor(FoxdenActor):
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
         child = next((c for c in self.children.values() if c.addr == msg.childAddress), None)
-        if child is None:
-            return
+        if child is not None:
+            self._child_exited(child)
+
+    def _missed_exits(self, now: float) -> None:
+        """Children whose actor process is dead but whose ChildActorExited never came.
+
+        Thespian 4.0.1 can drop the notice for a second child that dies close
+        to another one (found by the chaos harness). Such a child goes through
+        the same single cleanup, _child_exited, once its process has been
+        seen dead for EXIT_NOTICE_GRACE_S (normally the notice takes 5-9 ms)."""
+        for child in list(self.children.values()):
+            gone = (child.pid is not None and not procs.pid_alive(child.pid)) or \
+                (child.pid is None and child.kill_at is not None)
+            if not gone:
+                child.dead_since = None
+            elif child.dead_since is None:
+                child.dead_since = now
+            elif now - child.dead_since > EXIT_NOTICE_GRACE_S:
+                log.warning("browser %s: no exit notice from Thespian; cleaning up", child.id)
+                self._child_exited(child)
+
+    def _child_exited(self, child: Child) -> None:
+        """The one cleanup path for a child whose actor is gone."""
         del self.children[child.id]
         self.order.remove(child.id)
         now = time.monotonic()
