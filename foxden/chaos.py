@@ -78,6 +78,7 @@ DEFAULT_RATES = {
     "burst": 0.03,
 }
 
+STUCK_S = 45.0  # settling gives up early when the den shows no change at all for this long
 BAD_FRAME_VARIANTS = ("random_bytes", "garbage_body", "bad_fields", "truncated", "oversize")
 TMP_PATTERNS = ("playwright_chromiumdev_profile-*", "playwright-artifacts-*", "org.chromium.Chromium.*")
 BROWSERISH = ("chrom", "node", "firefox")
@@ -938,6 +939,7 @@ class Chaos:
         deadline = time.monotonic() + self.o.settle_timeout_s
         client = None
         st = None
+        last_sig, last_change = None, time.monotonic()
         why: list[str] = []
         while True:
             try:
@@ -965,6 +967,13 @@ class Chaos:
                 if frozen:
                     why.append(f"SIGSTOPped process(es) {frozen} still alive")
                 if not why:
+                    break
+                sig = (tuple(sorted(t.items())), st["queue"]["depth"], st["queue"]["in_flight"],
+                       tuple((c["id"], c["state"]) for c in st["children"]))
+                if sig != last_sig:
+                    last_sig, last_change = sig, time.monotonic()
+                elif time.monotonic() - last_change > STUCK_S:
+                    why.append(f"nothing changed for {STUCK_S:.0f}s")
                     break
             if time.monotonic() > deadline:
                 break
@@ -1136,7 +1145,7 @@ class Chaos:
         for jid in self.sent:
             if jid not in self.answers and jid not in lost:
                 lost[jid] = "never answered"
-        problems = [f"did not settle in {o.settle_timeout_s:.0f}s: {w}" for w in unsettled]
+        problems = [f"did not settle (limit {o.settle_timeout_s:.0f}s): {w}" for w in unsettled]
         if final is not None and not unsettled and not self.daemon_stopped.is_set():
             submitted = final["totals"]["submitted"]
             if submitted != self.client_submits:

@@ -159,7 +159,7 @@ def test_cleanup_of_a_browser_kills_all_of_its_processes(make_daemon):
     try:
         for pid in others:
             os.kill(pid, signal.SIGSTOP)
-        os.kill(child["browser_pids"][0], signal.SIGKILL)
+        os.kill(child["pid"], signal.SIGKILL)  # the browser actor: what a crash or a watchdog kill does
         d.wait_until(lambda s: child["id"] not in {c["id"] for c in s["children"]}, timeout=30, interval=0.1)
         time.sleep(1.0)
         alive = [pid for pid in others if procs.pid_alive(pid)]

@@ -16,7 +16,7 @@ from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, Status
 
 log = logging.getLogger("foxden.admin")
 
-RECHECK_S = 0.15
+from foxden.supervisor.actor import EXIT_NOTICE_GRACE_S
 
 
 def check_invariants(disp_before: dict, sup: dict, disp_after: dict, actor_pids: set[int]) -> list[str]:
@@ -91,7 +91,10 @@ class AdminActor(FoxdenActor):
         pids = _actor_pids(msg.supervisor["pid"])
         violations = check_invariants(msg.dispatcher_before, msg.supervisor, msg.dispatcher_after, pids)
         if violations and first is None:
-            self.wakeupAfter(RECHECK_S, payload=("recheck", asker, tag, tuple(violations)))
+            # Long enough for the supervisor to see a lost exit notice and
+            # clean up (EXIT_NOTICE_GRACE_S, checked once per watchdog tick).
+            recheck = EXIT_NOTICE_GRACE_S + self.config.watchdog.interval_s + 0.25
+            self.wakeupAfter(recheck, payload=("recheck", asker, tag, tuple(violations)))
             return
         if first is not None:
             # Report a violation only if the second sample fails the same check.

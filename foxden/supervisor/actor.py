@@ -45,7 +45,7 @@ log = logging.getLogger("foxden.supervisor")
 
 TICK = "watchdog-tick"
 RECENT_JOBS = 50
-EXIT_NOTICE_GRACE_S = 2.0
+EXIT_NOTICE_GRACE_S = 1.0
 DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
 # Exits the supervisor chose to replace a healthy browser (or shrink the
 # pool): they are not failures, so the restart policy is not consulted.
