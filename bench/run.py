@@ -611,7 +611,7 @@ def parse_args(argv=None):
                    help="Crawlee's max_open_pages_per_browser (0 = its default, 20); 1 = one browser per slot")
     p.add_argument("--json-only", action="store_true", help="only the JSON lines, no table on stderr")
     p.add_argument("--smoke", action="store_true",
-                   help="a few seconds: 8 jobs, concurrency 2, 1 repeat, 5 probe rounds")
+                   help="about a minute: 8 jobs, concurrency 2, 1 repeat, 5 probe rounds")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, specs, daemon state)")
     args = p.parse_args(argv)
     if args.smoke:

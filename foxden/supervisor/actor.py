@@ -346,8 +346,11 @@ class SupervisorActor(FoxdenActor):
             elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
                 self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
         self._missed_exits(now)
-        if not self.stopping:
+        if not self.stopping and (self.config.recycle.max_pss_mb or self.config.pool.min != self.config.pool.max):
+            # Only max_pss_mb and elastic admission use it, and reading smaps
+            # was most of the supervisor's CPU in the benchmarks.
             self._sample_pss()
+        if not self.stopping:
             for child in [c for c in self.children.values() if c.state == "idle"]:
                 reason = self._recycle_reason(child, now)
                 if reason:
