@@ -233,7 +233,7 @@ class SupervisorActor(FoxdenActor):
         child = Child(
             id=bid,
             addr=addr,
-            marker=f"{self.instance}/{bid}",
+            marker=f"{self.instance}/{bid}/",  # self-delimiting: b1 must not match b10
             tmpdir=os.path.join(self.tmp_root, bid),
             created=time.monotonic(),
             started_at=time.time(),
