@@ -183,7 +183,7 @@ class Daemon:
 
         Its processes carry the same state tag in their marker; we hold the
         pid-file lock, so no live daemon owns them."""
-        stale = procs.find_marked(procs.state_tag(self.state_dir) + ":")
+        stale = procs.find_marked(procs.state_tag(self.state_dir) + ":", path=self._browsers_dir())
         if not stale:
             return
         for proc in stale:
@@ -262,9 +262,12 @@ class Daemon:
         self._sweep()
         self._release()
 
+    def _browsers_dir(self) -> str:
+        return os.path.join(self.state_dir, "browsers") + "/"
+
     def _sweep(self) -> None:
         """Kill anything of this instance that outlived the actor system."""
-        left = procs.find_marked(self.marker) + procs.descendants(os.getpid())
+        left = procs.find_marked(self.marker, path=self._browsers_dir()) + procs.descendants(os.getpid())
         survivors = procs.kill_and_wait({p.pid: p for p in left}.values(), timeout=5.0, reap=True)
         if left:
             log.info("swept %d leftover processes: %s", len(left), "; ".join(_describe(p) for p in left))

@@ -110,7 +110,7 @@ class DaemonProcess:
 
     def leftovers(self) -> list:
         """Processes of this state dir still alive (should be none after stop)."""
-        return procs.find_marked(self.state_prefix)
+        return procs.find_marked(self.state_prefix, path=os.path.join(str(self.config.daemon.state_dir), "browsers") + "/")
 
     def kill_leftovers(self) -> list[int]:
         left = self.leftovers()

@@ -53,8 +53,13 @@ def process_state(pid: int) -> str:
     return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
 
 
-def find_marked(prefix: str, *, exclude: Iterable[int] = ()) -> list[psutil.Process]:
-    """Live processes whose marker starts with prefix (our own process excluded)."""
+def find_marked(prefix: str, *, exclude: Iterable[int] = (), path: str | None = None) -> list[psutil.Process]:
+    """Live processes whose marker starts with prefix, or whose command line names `path`.
+
+    Chromium's zygotes, GPU, utility and renderer processes overwrite their
+    environment with their process title, so the marker alone misses them;
+    their command lines still name the browser's profile under its temp dir,
+    which is what `path` (a directory, ending in "/") matches."""
     skip = {os.getpid(), *exclude}
     found = []
     for proc in psutil.process_iter():
@@ -62,6 +67,8 @@ def find_marked(prefix: str, *, exclude: Iterable[int] = ()) -> list[psutil.Proc
             continue
         try:
             value = proc.environ().get(MARKER_ENV)
+            if (value is None or not value.startswith(prefix)) and path is not None:
+                value = prefix if any(path in arg for arg in proc.cmdline()) else None
         except (psutil.Error, OSError):
             continue
         if value is not None and value.startswith(prefix) and alive(proc):

@@ -52,6 +52,7 @@ class BrowserActor(FoxdenActor):
         self._id: str | None = None
         self._supervisor = None
         self._marker: str | None = None
+        self._tmpdir: str | None = None
         self._close_timeout_s = 5.0
         self._pw = None
         self._browser = None
@@ -64,6 +65,7 @@ class BrowserActor(FoxdenActor):
 
     def receiveMsg_StartBrowser(self, msg: StartBrowser, sender) -> None:
         self._id, self._supervisor, self._marker = msg.browser, sender, msg.marker
+        self._tmpdir = msg.tmpdir.rstrip("/") + "/"
         logs.set_context(browser=msg.browser)
         self._close_timeout_s = msg.config.watchdog.close_timeout_s
         # Inherited by the Playwright driver and, through it, by every browser
@@ -123,7 +125,7 @@ class BrowserActor(FoxdenActor):
     def _kill_processes(self) -> None:
         left = procs.descendants(os.getpid())
         if self._marker:
-            left += procs.find_marked(self._marker, exclude=[p.pid for p in left])
+            left += procs.find_marked(self._marker, exclude=[p.pid for p in left], path=self._tmpdir)
         procs.kill_and_wait(left, timeout=2.0)
 
     def _die(self, reason: str, detail: str = "") -> None:

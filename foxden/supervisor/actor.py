@@ -379,7 +379,7 @@ class SupervisorActor(FoxdenActor):
         child.state, child.kill_at = "stopping", time.monotonic()
         pids = [child.pid] if child.pid else self._unclaimed_pids()
         procs.kill_pids(pids)
-        procs.kill_and_wait(procs.find_marked(child.marker), timeout=0.5)
+        procs.kill_and_wait(procs.find_marked(child.marker, path=child.tmpdir + "/"), timeout=0.5)
 
     def _unclaimed_pids(self) -> list[int]:
         """Our child processes that no child record has claimed (killed before handshake)."""
@@ -433,7 +433,7 @@ class SupervisorActor(FoxdenActor):
         now = time.monotonic()
         # Confirm that nothing of it survives: its own process, and every
         # process carrying its marker (crashpad included), then its files.
-        leftovers = procs.find_marked(child.marker)
+        leftovers = procs.find_marked(child.marker, path=child.tmpdir + "/")
         if child.pid and procs.pid_alive(child.pid):
             leftovers += procs.processes([child.pid])
         survivors = procs.kill_and_wait(leftovers, timeout=2.0)
