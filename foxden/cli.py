@@ -76,7 +76,7 @@ def cmd_stop(args) -> int:
     pid = _daemon_pid(config)
     tag = procs.state_tag(config.daemon.state_dir) + ":"
     if pid is None:
-        leftovers = procs.find_marked(tag)
+        leftovers = procs.find_marked(tag, path=os.path.join(str(config.daemon.state_dir), "browsers") + "/")
         if leftovers:
             procs.kill_and_wait(leftovers)
             print(f"foxden: daemon not running; killed {len(leftovers)} leftover processes", file=sys.stderr)
@@ -90,7 +90,7 @@ def cmd_stop(args) -> int:
         time.sleep(0.05)
     if procs.pid_alive(pid):
         print(f"foxden: daemon {pid} did not stop within {limit:.0f}s; killing it", file=sys.stderr)
-    left = procs.find_marked(tag)
+    left = procs.find_marked(tag, path=os.path.join(str(config.daemon.state_dir), "browsers") + "/")
     survivors = procs.kill_and_wait(left)
     if survivors:
         print(f"foxden: processes survive: {[p.pid for p in survivors]}", file=sys.stderr)
