@@ -892,7 +892,7 @@ class Chaos:
             except (psutil.Error, OSError):
                 continue
             if marker.startswith(prefix):
-                out.append((p, marker.rpartition("/")[2], "marker"))
+                out.append((p, marker.rstrip("/").rpartition("/")[2], "marker"))  # ".../b5/" -> "b5"
             elif state in cmd:
                 m = _OWNER_DIR.search(cmd)
                 out.append((p, m.group(1) if m else "?", "command line"))
