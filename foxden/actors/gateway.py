@@ -74,7 +74,6 @@ class GatewayActor(FoxdenActor):
         self.max_frame = wire.MAX_FRAME
         self.flush_scheduled = False
         self.socket_path: str | None = None
-        self.undeliverable = 0
         self.closer = None
 
     def receiveMessage(self, msg, sender):
@@ -268,9 +267,7 @@ class GatewayActor(FoxdenActor):
     def _deliver(self, cid: int, reply) -> None:
         conn = self.by_cid.get(cid)
         if conn is None or conn.closing:
-            # The client hung up; the job still had its one answer.
-            self.undeliverable += 1
-            return
+            return  # the client hung up; the job still had its one answer
         conn.pending -= 1
         self._reply(conn, reply)
         self._flush(conn)

@@ -121,7 +121,6 @@ class SupervisorActor(FoxdenActor):
         self.exits: Counter = Counter()
         self.restarts = 0
         self.hang_to_dead_ms: list[float] = []
-        self.order: list[str] = []
 
     # --- wiring --------------------------------------------------------------
 
@@ -239,7 +238,6 @@ class SupervisorActor(FoxdenActor):
             started_at=time.time(),
         )
         self.children[bid] = child
-        self.order.append(bid)
         self.send(addr, StartBrowser(bid, self.config, self.engine, child.marker, child.tmpdir))
 
     def receiveMsg_BrowserStarted(self, msg: BrowserStarted, sender) -> None:
@@ -428,8 +426,8 @@ class SupervisorActor(FoxdenActor):
 
     def _child_exited(self, child: Child) -> None:
         """The one cleanup path for a child whose actor is gone."""
+        order = list(self.children)  # start order (dicts keep it), for rest_for_one
         del self.children[child.id]
-        self.order.remove(child.id)
         now = time.monotonic()
         # Confirm that nothing of it survives: its own process, and every
         # process carrying its marker (crashpad included), then its files.
@@ -457,9 +455,9 @@ class SupervisorActor(FoxdenActor):
             self._rescale(now)
             self._fill()  # a replacement, not a restart: the policy is for failures
             return
-        self._apply_policy(child, reason, now)
+        self._apply_policy(child, reason, now, order)
 
-    def _apply_policy(self, child: Child, reason: str, now: float) -> None:
+    def _apply_policy(self, child: Child, reason: str, now: float, order: list[str]) -> None:
         if self.failed:
             return
         decision = policy.decide(self.policy, self.history, reason, now)
@@ -481,7 +479,7 @@ class SupervisorActor(FoxdenActor):
             self._rescale(now)
             return
         self.restarts += 1
-        siblings = policy.children_to_restart(self.policy.strategy, self.order + [child.id], child.id)
+        siblings = policy.children_to_restart(self.policy.strategy, order, child.id)
         for sid in siblings:
             if sid in self.children:
                 self._request_stop(self.children[sid])
