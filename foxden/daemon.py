@@ -213,10 +213,18 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        watch = procs.ExitWatch(self.pids)
+        try:
+            self._watch(watch)
+        finally:
+            watch.close()
+
+    def _watch(self, watch: procs.ExitWatch) -> None:
         while not self.stop_requested:
-            time.sleep(0.2)
+            # A signal does not cut the wait short (PEP 475), so the timeout
+            # bounds how long a stop request waits to be seen.
+            dead = watch.wait(0.2)
             procs.reap_children()
-            dead = [role for role, pid in self.pids.items() if not procs.pid_alive(pid)]
             if dead:
                 # Without its supervisor (or the dispatcher that holds the
                 # jobs) nothing guarantees cleanup or answers any more. Like

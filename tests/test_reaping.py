@@ -83,3 +83,45 @@ def test_browser_temp_dirs_live_under_the_state_dir_and_are_removed(make_daemon,
     new = {n for n in set(os.listdir("/tmp")) - before
            if n.startswith(("playwright", "org.chromium.Chromium"))}
     assert not new, f"browser files escaped to /tmp: {new}"
+
+
+def test_exit_watch_reports_exactly_the_process_that_died():
+    """The daemon's watch on its control plane: a quiet wait, then the right role."""
+    import subprocess
+    a = subprocess.Popen(["sleep", "60"])
+    b = subprocess.Popen(["sleep", "60"])
+    watch = procs.ExitWatch({"supervisor": a.pid, "dispatcher": b.pid})
+    try:
+        assert watch.wait(0.1) == []
+        os.kill(b.pid, signal.SIGKILL)
+        dead, deadline = [], time.monotonic() + 5
+        while not dead and time.monotonic() < deadline:
+            dead = watch.wait(0.2)  # b is a zombie until reaped: exited all the same
+        assert dead == ["dispatcher"]
+    finally:
+        watch.close()
+        watch.close()  # idempotent
+        for p in (a, b):
+            p.kill()
+            p.wait()
+
+
+def test_process_table_walks_the_same_tree_as_psutil():
+    """The admin's one-scan snapshot must find what psutil's per-call scans find."""
+    import subprocess
+    top = subprocess.Popen(["bash", "-c", "sleep 60 & (sleep 60 & sleep 60 & wait) & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while len(procs.descendants(top.pid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected = sorted(p.pid for p in procs.descendants(top.pid))
+        assert len(expected) == 4  # sleep, subshell, and the subshell's two sleeps
+        table = procs.ProcessTable()
+        assert sorted(table.descendants(top.pid)) == expected
+        assert sorted(table.children(top.pid)) == sorted(p.pid for p in psutil.Process(top.pid).children())
+        assert table.descendants(2 ** 22 + 1) == []  # no such pid: empty, no error
+    finally:
+        for p in procs.descendants(top.pid):
+            p.kill()
+        top.kill()
+        top.wait()

@@ -11,12 +11,13 @@ from thespian.actors import WakeupMessage
 
 from foxden import procs
 from foxden.actors.base import FoxdenActor
-from foxden.supervisor.actor import RETIREMENTS
+from foxden.supervisor.actor import EXIT_NOTICE_GRACE_S, RETIREMENTS
 from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, StatusQuery, StatusReport
 
 log = logging.getLogger("foxden.admin")
 
-from foxden.supervisor.actor import EXIT_NOTICE_GRACE_S
+# A browser's PSS in status is at most this old (seconds): see Admin._pss.
+PSS_TTL_S = 2.0
 
 
 def check_invariants(disp_before: dict, sup: dict, disp_after: dict, actor_pids: set[int]) -> list[str]:
@@ -69,6 +70,7 @@ class AdminActor(FoxdenActor):
         self.ids = itertools.count(1)
         self.started = time.time()
         self.last_violations: list[str] = []
+        self.pss_cache: dict[int, tuple[float, int]] = {}  # actor pid -> (monotonic time, PSS of its tree)
 
     def receiveMsg_InitAdmin(self, msg: InitAdmin, sender) -> None:
         self.config, self.instance = msg.config, msg.instance
@@ -118,21 +120,39 @@ class AdminActor(FoxdenActor):
             _, asker, tag, first = msg.payload
             self._sample((asker, tag, first))
 
+    def _pss(self, actor_pid: int | None, tree: list[int]) -> int:
+        """A browser tree's PSS, re-read at most every PSS_TTL_S.
+
+        Reading smaps costs ~1-2 ms per Chromium process; `status --watch`,
+        metrics scrapes and the chaos sampler ask several times a second."""
+        if not actor_pid:
+            return 0
+        now = time.monotonic()
+        hit = self.pss_cache.get(actor_pid)
+        if hit is not None and now - hit[0] < PSS_TTL_S:
+            return hit[1]
+        value = procs.pss_bytes(tree)
+        self.pss_cache[actor_pid] = (now, value)
+        if len(self.pss_cache) > 1024:  # forget actors long gone
+            self.pss_cache = {p: v for p, v in self.pss_cache.items() if now - v[0] < PSS_TTL_S}
+        return value
+
     def _document(self, chain: StateQuery, violations: list[str]) -> dict:
         sup, disp = chain.supervisor, chain.dispatcher_after
         running_ids = disp.get("running_ids", {})
         children = []
         by_state = {"starting": 0, "idle": 0, "busy": 0, "stopping": 0}
+        table = procs.ProcessTable()
         for c in sup["children"]:
             by_state[c["state"]] = by_state.get(c["state"], 0) + 1
             # Browsers start renderers as they go: list what runs now.
-            bpids = procs.browser_pids(c["pid"]) if c["pid"] else []
-            tree = [c["pid"], *(p.pid for p in procs.descendants(c["pid"]))] if c["pid"] else []
+            bpids = table.browser_pids(c["pid"]) if c["pid"] else []
+            tree = [c["pid"], *table.descendants(c["pid"])] if c["pid"] else []
             children.append({
                 "id": c["id"], "pid": c["pid"], "browser_pids": bpids, "engine": c["engine"],
                 "version": c["version"], "state": c["state"], "job": c["job"], "jobs_done": c["jobs_done"],
                 "started_at": c["started_at"], "age_s": c["age_s"], "sessions": c["sessions"],
-                "pss_bytes": procs.pss_bytes(tree),
+                "pss_bytes": self._pss(c["pid"], tree),
             })
         return {
             "instance": self.instance,

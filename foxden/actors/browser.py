@@ -30,6 +30,8 @@ log = logging.getLogger("foxden.browser")
 # An answer must fit the client's frame limit (wire.MAX_REPLY_FRAME, 64 MiB)
 # with room for the envelope; a page's eval value can be arbitrarily large.
 MAX_RESULT_BYTES = 48 << 20
+# V8 flags for the Playwright driver of every browser actor (see StartBrowser).
+DRIVER_NODE_OPTIONS = "--max-semi-space-size=1"
 
 # Playwright is imported lazily: the supervisor forks this actor, and the
 # supervisor itself should not pay for importing Playwright.
@@ -75,6 +77,11 @@ class BrowserActor(FoxdenActor):
         os.makedirs(msg.tmpdir, exist_ok=True)
         for var in ("TMPDIR", "TMP", "TEMP"):
             os.environ[var] = msg.tmpdir
+        # Each browser actor runs its own Playwright driver (node). Its young
+        # generation defaults to 16 MB semi-spaces it rarely needs: capping
+        # them cut the driver's PSS from ~169 to ~120 MB for ~2 ms more node
+        # CPU per job (measured, 120 jobs). A user's own NODE_OPTIONS wins.
+        os.environ.setdefault("NODE_OPTIONS", DRIVER_NODE_OPTIONS)
         self.send(sender, BrowserStarted(msg.browser, os.getpid()))
         try:
             from playwright.sync_api import sync_playwright
@@ -198,13 +205,14 @@ class BrowserActor(FoxdenActor):
                 step = "screenshot"
                 shot = page.screenshot(timeout=remaining_ms(), full_page=False)
             step = "result"
+            # One round trip for both facts: each extra call to the driver
+            # costs ~1-2 ms of IPC per job (measured with py-spy).
+            title, content_length = _summary(page.evaluate(_SUMMARY_JS))
             result = {
                 "final_url": page.url,
                 "http_status": response.status if response is not None else None,
-                "title": page.title(),
-                "content_length": page.evaluate(
-                    "document.documentElement ? document.documentElement.outerHTML.length : 0"
-                ),
+                "title": title,
+                "content_length": content_length,
                 "eval": value,
                 "screenshot": shot,
             }
@@ -242,12 +250,26 @@ class BrowserActor(FoxdenActor):
 
     def _release(self, page, context, job) -> None:
         try:
-            if page is not None:
-                page.close()
             if context is not None and not job.session:
-                context.close()
+                context.close()  # closes its page too: one call, not two
+            elif page is not None:
+                page.close()  # a session's context lives on; only its page goes
         except Exception:
             pass  # a dead browser is noticed by the caller or the next heartbeat
+
+
+# document.title is what page.title() reads; the length is of the serialised DOM.
+_SUMMARY_JS = ("() => [document.title || '', "
+               "document.documentElement ? document.documentElement.outerHTML.length : 0]")
+
+
+def _summary(value) -> tuple[str, int]:
+    """(title, length) from _SUMMARY_JS, whatever the page did to its globals."""
+    if isinstance(value, list) and len(value) == 2:
+        title, length = value
+        return (title if isinstance(title, str) else str(title),
+                length if isinstance(length, int) else 0)
+    return "", 0
 
 
 def _first_line(exc: BaseException) -> str:

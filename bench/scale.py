@@ -1,0 +1,339 @@
+"""Scale and soak checks of a private foxden daemon: ``python -m bench.scale {browsers,soak}``.
+
+``browsers``: start N browsers (default 50), time until all are idle, total
+PSS of the whole process tree, then run light jobs while comparing, several
+times a second, the supervisor's derived live count with the browsers the
+operating system really has (Playwright drivers carrying a browser's marker).
+
+``soak``: run many light jobs (default 10,000) through a small pool and
+record the RSS of every control-plane process (supervisor, dispatcher,
+admin, gateway, Thespian's own, the daemon) at checkpoints, to show that
+the control plane does not grow with the number of jobs it has handled.
+
+Both print one JSON object on stdout (progress on stderr) and exit 0 only if
+every job was answered exactly once and nothing was left running.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+from bench import measure
+from foxden import procs
+from foxden.client import job_request
+from foxden.harness import DaemonProcess, write_config
+from foxden.testsite import Site
+
+
+def _say(msg: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class _Feed:
+    """A thread-safe iterator of job requests, shared by every client thread."""
+
+    def __init__(self, site: Site, n: int, timeout_s: float):
+        self._lock = threading.Lock()
+        self._i = 0
+        self._n = n
+        self._site = site
+        self._timeout_s = timeout_s
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            if self._i >= self._n:
+                raise StopIteration
+            self._i += 1
+            i = self._i
+        # Light pages: a few hundred bytes each, so the pool, not rendering, is what is measured.
+        return job_request(self._site.url(f"/page/{i % 50}"), timeout_s=self._timeout_s)
+
+
+def run_jobs(daemon: DaemonProcess, site: Site, n: int, concurrency: int, timeout_s: float,
+             on_answer=None) -> dict:
+    """Submit n light jobs with `concurrency` in flight over several connections; count answers."""
+    feed = _Feed(site, n, timeout_s)
+    lock = threading.Lock()
+    by_status: dict[str, int] = {}
+    latencies: list[float] = []
+    errors: list[str] = []
+    connections = max(1, min(concurrency, 8))
+    per_conn = [concurrency // connections + (1 if i < concurrency % connections else 0) for i in range(connections)]
+
+    def worker(k: int) -> None:
+        try:
+            with daemon.client(timeout=timeout_s * 4 + 60) as c:
+                for _, _, answer in c.submit_many(feed, concurrency=per_conn[k]):
+                    with lock:
+                        by_status[answer.status] = by_status.get(answer.status, 0) + 1
+                        latencies.append(answer.elapsed_ms)
+                        done = sum(by_status.values())
+                    if on_answer is not None:
+                        on_answer(done)
+        except Exception as exc:  # a client error is a finding, not a crash of the bench
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    answered = sum(by_status.values())
+    lat = sorted(latencies)
+    return {
+        "jobs": n, "answered": answered, "lost": n - answered, "by_status": by_status,
+        "client_errors": errors, "wall_s": round(wall, 2), "jobs_per_s": round(answered / wall, 2) if wall else None,
+        "elapsed_ms_p50": round(statistics.median(lat), 1) if lat else None,
+        "elapsed_ms_p99": round(lat[int(0.99 * (len(lat) - 1))], 1) if lat else None,
+    }
+
+
+def os_browsers(daemon: DaemonProcess, instance: str) -> set[str]:
+    """Browser ids that really run: Playwright drivers (node) carrying `<tag>:<instance>/<bid>/`."""
+    prefix = f"{daemon.state_prefix}{instance}/"
+    out = set()
+    for p in procs.find_marked(prefix):
+        try:
+            if measure.kind_of(p.name(), (p.cmdline() or [""])[0]) != "node":
+                continue
+            marker = p.environ().get(procs.MARKER_ENV, "")
+        except (psutil.Error, OSError):
+            continue
+        bid = marker[len(prefix):].split("/", 1)[0]
+        if bid.startswith("b"):
+            out.add(bid)
+    return out
+
+
+class CountWatch:
+    """Samples status and the process table; a sample where the two disagree is a mismatch."""
+
+    def __init__(self, daemon: DaemonProcess, instance: str, every: float = 0.25):
+        self.daemon, self.instance, self.every = daemon, instance, every
+        self.samples = 0
+        self.mismatches: list[dict] = []
+        self.violations: list[str] = []
+        self.max_live = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="count-watch", daemon=True)
+
+    def start(self) -> "CountWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                st = self.daemon.status()
+            except Exception:
+                continue
+            seen = os_browsers(self.daemon, self.instance)
+            # A child that is starting or stopping may legitimately have no driver yet / any more.
+            settled = {c["id"] for c in st["children"] if c["state"] in ("idle", "busy")}
+            self.samples += 1
+            self.max_live = max(self.max_live, st["browsers"]["live"])
+            if st["browsers"]["live"] != len(st["children"]) or not settled <= seen:
+                self.mismatches.append({"live": st["browsers"]["live"], "children": len(st["children"]),
+                                        "settled_without_processes": sorted(settled - seen)})
+            self.violations.extend(st["invariants"]["violations"])
+
+
+def tree_pss(root_pid: int) -> dict:
+    """PSS of the daemon's whole tree (it is a subreaper: crashpad handlers re-parent inside it), by kind."""
+    by_kind: dict[str, int] = {}
+    count = 0
+    for s in measure.tree_stats([root_pid]):
+        if s.state == "Z":
+            continue
+        argv0, _ = measure._argv0(s.pid)
+        kind = measure.kind_of(s.comm, argv0)
+        by_kind[kind] = by_kind.get(kind, 0) + measure.pss_bytes(s.pid)
+        count += 1
+    return {"total_mb": round(sum(by_kind.values()) / 2**20, 1), "processes": count,
+            "by_kind_mb": {k: round(v / 2**20, 1) for k, v in sorted(by_kind.items())}}
+
+
+def control_plane_rss(daemon: DaemonProcess, st: dict) -> dict[str, int]:
+    """RSS (bytes) of every Python process of the daemon that is not a browser actor, keyed by role or pid."""
+    actors = {c["pid"] for c in st["children"] if c["pid"]}
+    roles = {pid: role for role, pid in st["pids"].items()}
+    out = {}
+    root = psutil.Process(daemon.proc.pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            if p.pid in actors or measure.kind_of(p.name(), (p.cmdline() or [""])[0]) != "python":
+                continue
+            role = "daemon" if p.pid == root.pid else roles.get(p.pid, f"pid{p.pid}")
+            out[role] = p.memory_info().rss
+        except psutil.Error:
+            continue
+    return out
+
+
+def _config(workdir: str, browsers: int, max_queue: int, extra: dict | None = None) -> str:
+    cfg = {
+        "daemon": {"state_dir": os.path.join(workdir, "state"), "admin_port": 0, "log_level": "warning"},
+        "pool": {"engine": "chromium", "size": browsers, "launch_timeout_s": 120.0, "memory_headroom_mb": 1024},
+        "jobs": {"timeout_s": 30.0, "jitter_s": 0.5, "max_queue": max_queue},
+    }
+    for section, values in (extra or {}).items():
+        cfg.setdefault(section, {}).update(values)
+    return str(write_config(os.path.join(workdir, "foxden.toml"), cfg))
+
+
+def _finish(daemon: DaemonProcess, out: dict) -> int:
+    t0 = time.monotonic()
+    rc = daemon.stop(timeout=300)
+    out["stop_s"] = round(time.monotonic() - t0, 2)
+    out["daemon_exit"] = rc
+    left = daemon.leftovers()
+    out["processes_left"] = [measure.describe(p) for p in left]
+    daemon.kill_leftovers()
+    ok = (rc == 0 and not left and out["jobs"]["lost"] == 0 and not out["jobs"]["client_errors"]
+          and not out.get("count_mismatches") and not out.get("invariant_violations"))
+    out["ok"] = ok
+    print(json.dumps(out), flush=True)
+    return 0 if ok else 1
+
+
+def browsers_check(args) -> int:
+    """50 browsers: start time, total PSS, light jobs, derived count vs processes."""
+    workdir = tempfile.mkdtemp(prefix="fxscale", dir="/tmp")
+    out: dict = {"check": "browsers", "browsers": args.browsers, "versions": measure.versions("/usr/bin/chromium")}
+    with Site() as site:
+        daemon = DaemonProcess(_config(workdir, args.browsers, max(1000, args.concurrency * 4)),
+                               log_path=os.path.join(workdir, "daemon.log"))
+        try:
+            t0 = time.monotonic()
+            daemon.start(timeout=60, wait_pool=False)
+            out["socket_ready_s"] = round(time.monotonic() - t0, 2)
+            st = daemon.wait_until(lambda s: s["browsers"]["by_state"]["idle"] >= args.browsers
+                                   or s["pool"]["state"] == "failed", timeout=600, interval=0.1)
+            out["all_idle_s"] = round(time.monotonic() - t0, 2)
+            out["pool_state"] = st["pool"]["state"]
+            _say(f"{args.browsers} browsers idle after {out['all_idle_s']} s; measuring PSS")
+            out["pss_idle"] = tree_pss(daemon.proc.pid)
+            instance = st["instance"]
+            out["os_browsers_idle"] = len(os_browsers(daemon, instance))
+            watch = CountWatch(daemon, instance).start()
+            peak = {"pss": out["pss_idle"]}
+
+            def on_answer(done: int) -> None:
+                if done == args.jobs // 2:
+                    peak["pss"] = tree_pss(daemon.proc.pid)  # mid-run, every browser has rendered pages
+                if done % 100 == 0:
+                    _say(f"{done}/{args.jobs} answered")
+
+            out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
+            watch.stop()
+            st = daemon.status()
+            out["pss_mid_run"] = peak["pss"]
+            out["pss_after"] = tree_pss(daemon.proc.pid)
+            out["count_samples"] = watch.samples
+            out["count_mismatches"] = watch.mismatches[:20]
+            out["invariant_violations"] = sorted(set(watch.violations))[:20]
+            out["max_live"] = watch.max_live
+            out["restarts"] = st["restarts"]
+            out["watchdog_kills"] = st["watchdog"]["kills"]
+            out["jobs_done_per_browser"] = sorted(c["jobs_done"] for c in st["children"])
+        except BaseException:
+            daemon.stop()
+            daemon.kill_leftovers()
+            raise
+        rc = _finish(daemon, out)
+    if rc == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        _say(f"kept {workdir}")
+    return rc
+
+
+def soak_check(args) -> int:
+    """Control-plane RSS after many jobs vs after the first checkpoint."""
+    workdir = tempfile.mkdtemp(prefix="fxsoak", dir="/tmp")
+    out: dict = {"check": "soak", "browsers": args.browsers, "concurrency": args.concurrency}
+    with Site() as site:
+        daemon = DaemonProcess(_config(workdir, args.browsers, 1000), log_path=os.path.join(workdir, "daemon.log"))
+        try:
+            daemon.start(timeout=120)
+            checkpoints: list[dict] = []
+            lock = threading.Lock()
+            t0 = time.monotonic()
+
+            def on_answer(done: int) -> None:
+                if done % args.checkpoint == 0:
+                    with lock:
+                        st = daemon.status()
+                        rss = control_plane_rss(daemon, st)
+                        checkpoints.append({"jobs": done, "t_s": round(time.monotonic() - t0, 1),
+                                            "rss_kb": {k: v // 1024 for k, v in sorted(rss.items())},
+                                            "total_kb": sum(rss.values()) // 1024})
+                    _say(f"{done}/{args.jobs}: control plane {sum(rss.values()) / 2**20:.1f} MB")
+
+            out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
+            checkpoints.sort(key=lambda c: c["jobs"])
+            out["checkpoints"] = checkpoints
+            if len(checkpoints) >= 2:
+                first, last = checkpoints[0], checkpoints[-1]
+                grown = last["total_kb"] - first["total_kb"]
+                per = (last["jobs"] - first["jobs"]) or 1
+                out["growth_kb"] = grown
+                out["growth_mb_per_10k_jobs"] = round(grown / 1024 * 10_000 / per, 2)
+                out["growth_kb_by_role"] = {r: last["rss_kb"].get(r, 0) - first["rss_kb"].get(r, 0)
+                                            for r in last["rss_kb"]}
+            st = daemon.status()
+            out["restarts"] = st["restarts"]
+            out["invariant_violations"] = st["invariants"]["violations"]
+        except BaseException:
+            daemon.stop()
+            daemon.kill_leftovers()
+            raise
+        rc = _finish(daemon, out)
+    if rc == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        _say(f"kept {workdir}")
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="check", required=True)
+    b = sub.add_parser("browsers", help="N browsers: start time, PSS, light jobs, derived count vs processes")
+    b.add_argument("--browsers", type=int, default=50)
+    b.add_argument("--jobs", type=int, default=1000)
+    b.add_argument("--concurrency", type=int, default=0, help="jobs in flight (default: one per browser)")
+    s = sub.add_parser("soak", help="control-plane RSS growth over many light jobs")
+    s.add_argument("--browsers", type=int, default=4)
+    s.add_argument("--jobs", type=int, default=10_000)
+    s.add_argument("--checkpoint", type=int, default=1000, help="measure RSS every this many answers")
+    s.add_argument("--concurrency", type=int, default=8)
+    args = ap.parse_args(argv)
+    measure.install_network_guard()
+    if args.check == "browsers":
+        args.concurrency = args.concurrency or args.browsers
+        return browsers_check(args)
+    return soak_check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
