@@ -208,7 +208,8 @@ def _finish(daemon: DaemonProcess, out: dict) -> int:
     left = daemon.leftovers()
     out["processes_left"] = [measure.describe(p) for p in left]
     daemon.kill_leftovers()
-    ok = (rc == 0 and not left and out["jobs"]["lost"] == 0 and not out["jobs"]["client_errors"]
+    ok = (rc == 0 and not left and out["jobs"]["by_status"].get("ok", 0) == out["jobs"]["jobs"]
+          and out.get("pool_state", "ok") == "ok" and not out["jobs"]["client_errors"]
           and not out.get("count_mismatches") and not out.get("invariant_violations"))
     out["ok"] = ok
     print(json.dumps(out), flush=True)

@@ -60,6 +60,7 @@ class PoolConfig:
     prewarm: int
     idle_shrink_s: float
     memory_headroom_mb: int
+    launch_concurrency: int  # browsers starting at once, at most
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def _pool(s: _Section) -> PoolConfig:
         prewarm=s.integer("prewarm", 1, 0, 64),
         idle_shrink_s=s.number("idle_shrink_s", 60.0, gt=0),
         memory_headroom_mb=s.integer("memory_headroom_mb", 1024, 0),
+        launch_concurrency=s.integer("launch_concurrency", 0, 0, 64) or max(2, os.cpu_count() or 2),
     )
 
 

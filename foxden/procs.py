@@ -32,14 +32,25 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
-def pid_alive(pid: int | None) -> bool:
-    """alive() for a bare pid."""
+def pid_alive(pid: int | None, created: float | None = None) -> bool:
+    """alive() for a bare pid; with `created` (its create_time()), false once the pid names another process."""
     if not pid:
         return False
     try:
-        return alive(psutil.Process(pid))
+        proc = psutil.Process(pid)
+        if created is not None and abs(proc.create_time() - created) > 0.01:
+            return False  # the pid was reused: the process we knew is gone
+        return alive(proc)
     except psutil.Error:
         return False
+
+
+def create_time(pid: int) -> float | None:
+    """psutil's create_time() of pid, None if it is gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 class ExitWatch:

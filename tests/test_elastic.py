@@ -1,6 +1,8 @@
 """Elastic, memory-aware pool and recycling: grow on demand, shrink when idle, retire and replace."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from foxden.client import job_request
@@ -67,3 +69,22 @@ def test_memory_admission_holds_starts_back(make_daemon, site):
     with d.client() as c:
         a = c.submit(site.url("/page/1"))
     assert a.status == "timeout" and a.error.code == "queue_timeout"
+
+
+def test_launches_are_throttled_to_launch_concurrency(make_daemon, site):
+    """Fifty launches at once on two cores starved heartbeats and failed the pool; now at most N start at once."""
+    d = make_daemon({"pool": {"size": 4, "launch_concurrency": 1}}, start=False)
+    d.start(wait_pool=False)
+    starting = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        st = d.status()
+        starting.append(st["browsers"]["by_state"]["starting"])
+        if st["browsers"]["by_state"]["idle"] >= 4:
+            break
+        time.sleep(0.05)
+    assert st["browsers"]["by_state"]["idle"] == 4, st["browsers"]
+    assert max(starting) == 1, starting  # 1 while launching, never more
+    assert st["restarts"] == 0
+    with d.client() as c:
+        assert c.submit(site.url("/page/1")).status == "ok"

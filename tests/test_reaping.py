@@ -125,3 +125,12 @@ def test_process_table_walks_the_same_tree_as_psutil():
             p.kill()
         top.kill()
         top.wait()
+
+
+def test_pid_alive_with_create_time_tells_a_reused_pid_apart():
+    """The supervisor's fallback for a dropped exit notice must not mistake a new process for its child."""
+    me = os.getpid()
+    created = procs.create_time(me)
+    assert procs.pid_alive(me, created)
+    assert not procs.pid_alive(me, created - 5.0)  # same pid, another process's birth: not ours
+    assert procs.pid_alive(me)  # without a create time, any live process under that pid counts

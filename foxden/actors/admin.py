@@ -16,8 +16,11 @@ from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, Status
 
 log = logging.getLogger("foxden.admin")
 
-# A browser's PSS in status is at most this old (seconds): see Admin._pss.
+# A browser's PSS in status is re-read when older than PSS_TTL_S seconds, at
+# most PSS_READS_PER_STATUS browsers per status (the rest keep their last
+# value): see Admin._pss.
 PSS_TTL_S = 2.0
+PSS_READS_PER_STATUS = 8
 
 
 def check_invariants(disp_before: dict, sup: dict, disp_after: dict, actor_pids: set[int]) -> list[str]:
@@ -71,6 +74,7 @@ class AdminActor(FoxdenActor):
         self.started = time.time()
         self.last_violations: list[str] = []
         self.pss_cache: dict[int, tuple[float, int]] = {}  # actor pid -> (monotonic time, PSS of its tree)
+        self.pss_reads = 0  # smaps reads made for the status being built
 
     def receiveMsg_InitAdmin(self, msg: InitAdmin, sender) -> None:
         self.config, self.instance = msg.config, msg.instance
@@ -129,8 +133,9 @@ class AdminActor(FoxdenActor):
             return 0
         now = time.monotonic()
         hit = self.pss_cache.get(actor_pid)
-        if hit is not None and now - hit[0] < PSS_TTL_S:
-            return hit[1]
+        if hit is not None and (now - hit[0] < PSS_TTL_S or self.pss_reads >= PSS_READS_PER_STATUS):
+            return hit[1]  # stale rather than read 500 smaps in one status of 50 browsers
+        self.pss_reads += 1
         value = procs.pss_bytes(tree)
         self.pss_cache[actor_pid] = (now, value)
         if len(self.pss_cache) > 1024:  # forget actors long gone
@@ -143,6 +148,7 @@ class AdminActor(FoxdenActor):
         children = []
         by_state = {"starting": 0, "idle": 0, "busy": 0, "stopping": 0}
         table = procs.ProcessTable()
+        self.pss_reads = 0
         for c in sup["children"]:
             by_state[c["state"]] = by_state.get(c["state"], 0) + 1
             # Browsers start renderers as they go: list what runs now.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -84,6 +85,7 @@ class Child:
     pss: int = 0
     stopped_ticks: int = 0
     dead_since: float | None = None
+    pid_created: float | None = None  # create_time() of pid: tells a reused pid apart
 
 
 class SupervisorActor(FoxdenActor):
@@ -128,6 +130,8 @@ class SupervisorActor(FoxdenActor):
         self.config, self.engine = msg.config, msg.engine
         self.instance, self.dispatcher = msg.instance, msg.dispatcher
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
+        wd = self.config.watchdog
+        self.missed_pings_limit = max(2, math.ceil(wd.heartbeat_timeout_s / wd.interval_s))
         self.slots = self.config.pool.max
         self.target = self.config.pool.size
         self.tmp_root = os.path.join(str(self.config.daemon.state_dir), "browsers")
@@ -144,6 +148,12 @@ class SupervisorActor(FoxdenActor):
             return
         now = time.monotonic()
         while self._active() < self.target and now >= self.next_start_at:
+            # Launches are throttled: fifty at once on two cores starved the
+            # idle actors' heartbeats (killed as unresponsive, restarts spent
+            # the intensity, the pool failed) and fooled memory admission,
+            # which cannot see what a launch has not allocated yet.
+            if self._starting() >= self.config.pool.launch_concurrency:
+                return  # the next BrowserReady or exit calls us again
             held = self._memory_hold()
             if held != self.held_back:
                 (log.warning if held else log.info)("browser starts %s", held or "resumed: memory is available")
@@ -155,12 +165,16 @@ class SupervisorActor(FoxdenActor):
     def _active(self) -> int:
         return sum(1 for c in self.children.values() if c.state != "stopping")
 
+    def _starting(self) -> int:
+        return sum(1 for c in self.children.values() if c.state == "starting")
+
     def _memory_hold(self) -> str | None:
         """Why one more browser must not start now, or None if it may."""
         measured = [c.pss for c in self.children.values() if c.pss]
         need = statistics.median(measured) if measured else DEFAULT_BROWSER_PSS
         headroom = self.config.pool.memory_headroom_mb << 20
-        available = procs.available_memory()
+        # Browsers still launching will take their share of what is available now.
+        available = procs.available_memory() - self._starting() * need
         if available - headroom < need:
             return (f"held back: {available >> 20} MiB available, {headroom >> 20} MiB headroom, "
                     f"a browser needs ~{int(need) >> 20} MiB")
@@ -244,11 +258,14 @@ class SupervisorActor(FoxdenActor):
         child = self.children.get(msg.browser)
         if child is not None:
             child.pid = msg.pid
+            child.pid_created = procs.create_time(msg.pid)
 
     def receiveMsg_BrowserReady(self, msg: BrowserReady, sender) -> None:
         child = self.children.get(msg.browser)
         if child is None or child.state != "starting":
             return
+        if child.pid != msg.pid:
+            child.pid_created = procs.create_time(msg.pid)
         child.pid, child.browser_pids = msg.pid, msg.browser_pids
         child.engine, child.version = msg.engine, msg.version
         child.state, child.last_pong = "idle", time.monotonic()
@@ -260,6 +277,7 @@ class SupervisorActor(FoxdenActor):
             self._request_stop(child)
         else:
             self.send(self.dispatcher, WorkRequest(msg.browser, msg.engine))
+            self._fill()  # a launch slot is free
 
     def receiveMsg_Dying(self, msg: Dying, sender) -> None:
         child = self.children.get(msg.browser)
@@ -336,7 +354,13 @@ class SupervisorActor(FoxdenActor):
             elif child.state == "starting" and now - child.created > self.config.pool.launch_timeout_s:
                 self._kill(child, "launch_timeout", f"not ready after {self.config.pool.launch_timeout_s:.0f}s")
             elif child.state == "idle":
-                if child.ping_sent > child.pong_seen and now - child.last_pong > wd.heartbeat_timeout_s:
+                # Silent for heartbeat_timeout_s *and* for that many of our
+                # own ticks: when this supervisor is starved (50 browsers
+                # rendering on 2 cores) its ticks come late and the pongs
+                # wait in its mailbox behind them, and wall-clock silence
+                # alone killed every healthy idle browser at once.
+                missed = child.ping_sent - child.pong_seen
+                if missed >= self.missed_pings_limit and now - child.last_pong > wd.heartbeat_timeout_s:
                     self._kill(child, "unresponsive", f"no heartbeat for {now - child.last_pong:.1f}s")
                 else:
                     child.ping_sent += 1
@@ -414,7 +438,9 @@ class SupervisorActor(FoxdenActor):
         the same single cleanup, _child_exited, once its process has been
         seen dead for EXIT_NOTICE_GRACE_S (normally the notice takes 5-9 ms)."""
         for child in list(self.children.values()):
-            gone = (child.pid is not None and not procs.pid_alive(child.pid)) or \
+            # With its create time: once Thespian has reaped a child whose
+            # notice it dropped, its pid may already name another process.
+            gone = (child.pid is not None and not procs.pid_alive(child.pid, child.pid_created)) or \
                 (child.pid is None and child.kill_at is not None)
             if not gone:
                 child.dead_since = None
