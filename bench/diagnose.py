@@ -6,13 +6,13 @@ interleaved rounds, it times:
 - ``pw_async``: the hand-written pool's job (async Playwright: new_context,
   new_page, goto, evaluate, context.close), step by step;
 - ``pw_sync_foxden_steps``: the browser actor's job, replayed with sync
-  Playwright step by step (new_context, new_page, goto, evaluate, title,
-  outerHTML length, msgpack of the result, page.close, context.close);
+  Playwright step by step (new_context, new_page, goto, evaluate, the
+  summary evaluate (title and DOM length), msgpack of the result, context.close);
 - ``foxden``: the same job through a warm daemon of one browser: the client's
   latency and the daemon's own ``elapsed_ms`` (dispatcher in, dispatcher out).
 
 Differences of medians then split foxden's added latency into: the browser
-actor's extra steps (sync API, title, outerHTML, page.close), the actor hops
+actor's extra steps (sync API, the summary evaluate), the actor hops
 (dispatcher -> supervisor -> browser -> supervisor -> dispatcher: daemon
 elapsed minus the replayed job), and the gateway + client socket (client
 latency minus daemon elapsed). With --pyspy it also samples the daemon's
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from bench import measure
 from bench.drivers import EXPR
+from foxden.actors.browser import _SUMMARY_JS
 from bench.run import Site
 
 MS = 1000.0
@@ -110,16 +111,12 @@ class SyncSteps:
         page = ctx.new_page(); t.append(time.perf_counter())
         response = page.goto(url, timeout=30000, wait_until="load"); t.append(time.perf_counter())
         value = page.evaluate(EXPR); t.append(time.perf_counter())
-        title = page.title(); t.append(time.perf_counter())
-        length = page.evaluate("document.documentElement ? document.documentElement.outerHTML.length : 0")
-        t.append(time.perf_counter())
+        title, length = page.evaluate(_SUMMARY_JS); t.append(time.perf_counter())
         result = {"final_url": page.url, "http_status": response.status, "title": title, "content_length": length,
                   "eval": value, "screenshot": None}
         msgpack.packb(result, use_bin_type=True); t.append(time.perf_counter())
-        page.close(); t.append(time.perf_counter())
         ctx.close(); t.append(time.perf_counter())
-        names = ("new_context", "new_page", "goto", "evaluate", "title", "outerhtml_length", "msgpack", "page_close",
-                 "context_close")
+        names = ("new_context", "new_page", "goto", "evaluate", "summary_evaluate", "msgpack", "context_close")
         out = {n: t[i + 1] - t[i] for i, n in enumerate(names)}
         out["total"] = t[-1] - t[0]
         return out

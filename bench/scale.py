@@ -67,6 +67,7 @@ def run_jobs(daemon: DaemonProcess, site: Site, n: int, concurrency: int, timeou
     feed = _Feed(site, n, timeout_s)
     lock = threading.Lock()
     by_status: dict[str, int] = {}
+    codes: dict[str, int] = {}
     latencies: list[float] = []
     errors: list[str] = []
     connections = max(1, min(concurrency, 8))
@@ -79,6 +80,8 @@ def run_jobs(daemon: DaemonProcess, site: Site, n: int, concurrency: int, timeou
                     with lock:
                         by_status[answer.status] = by_status.get(answer.status, 0) + 1
                         latencies.append(answer.elapsed_ms)
+                        if answer.error is not None:
+                            codes[answer.error.code] = codes.get(answer.error.code, 0) + 1
                         done = sum(by_status.values())
                     if on_answer is not None:
                         on_answer(done)
@@ -96,7 +99,7 @@ def run_jobs(daemon: DaemonProcess, site: Site, n: int, concurrency: int, timeou
     answered = sum(by_status.values())
     lat = sorted(latencies)
     return {
-        "jobs": n, "answered": answered, "lost": n - answered, "by_status": by_status,
+        "jobs": n, "answered": answered, "lost": n - answered, "by_status": by_status, "error_codes": codes,
         "client_errors": errors, "wall_s": round(wall, 2), "jobs_per_s": round(answered / wall, 2) if wall else None,
         "elapsed_ms_p50": round(statistics.median(lat), 1) if lat else None,
         "elapsed_ms_p99": round(lat[int(0.99 * (len(lat) - 1))], 1) if lat else None,
@@ -123,7 +126,7 @@ def os_browsers(daemon: DaemonProcess, instance: str) -> set[str]:
 class CountWatch:
     """Samples status and the process table; a sample where the two disagree is a mismatch."""
 
-    def __init__(self, daemon: DaemonProcess, instance: str, every: float = 0.25):
+    def __init__(self, daemon: DaemonProcess, instance: str, every: float = 0.5):
         self.daemon, self.instance, self.every = daemon, instance, every
         self.samples = 0
         self.mismatches: list[dict] = []
@@ -219,7 +222,7 @@ def _finish(daemon: DaemonProcess, out: dict) -> int:
 def browsers_check(args) -> int:
     """50 browsers: start time, total PSS, light jobs, derived count vs processes."""
     workdir = tempfile.mkdtemp(prefix="fxscale", dir="/tmp")
-    out: dict = {"check": "browsers", "browsers": args.browsers, "versions": measure.versions("/usr/bin/chromium")}
+    out: dict = {"check": "browsers", "browsers": args.browsers, "concurrency": args.concurrency, "versions": measure.versions("/usr/bin/chromium")}
     with Site() as site:
         daemon = DaemonProcess(_config(workdir, args.browsers, max(1000, args.concurrency * 4)),
                                log_path=os.path.join(workdir, "daemon.log"))
@@ -322,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("browsers", help="N browsers: start time, PSS, light jobs, derived count vs processes")
     b.add_argument("--browsers", type=int, default=50)
     b.add_argument("--jobs", type=int, default=1000)
-    b.add_argument("--concurrency", type=int, default=0, help="jobs in flight (default: one per browser)")
+    b.add_argument("--concurrency", type=int, default=10,
+                   help="jobs in flight (default 10: what 2 cores can render; more only queues in Chromium)")
     s = sub.add_parser("soak", help="control-plane RSS growth over many light jobs")
     s.add_argument("--browsers", type=int, default=4)
     s.add_argument("--jobs", type=int, default=10_000)
@@ -331,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     measure.install_network_guard()
     if args.check == "browsers":
-        args.concurrency = args.concurrency or args.browsers
         return browsers_check(args)
     return soak_check(args)
 

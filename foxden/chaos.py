@@ -314,7 +314,9 @@ class Chaos:
         self.faults: Counter = Counter()
         self.fault_rngs = {k: random.Random(f"{self.seed}:fault:{k}") for k in PER_SECOND}
         self.bad_frames: Counter = Counter()
-        self.stopped_pids: dict[int, tuple[float, str]] = {}  # pid -> (when, fault kind)
+        # pid -> (when, fault kind, create time): pids wrap (pid_max 32768) within a long run,
+        # so "still frozen" must mean the same process, not whatever holds the pid now.
+        self.stopped_pids: dict[int, tuple[float, str, float | None]] = {}
         self.events = []
         # sampling
         self.latest: dict | None = None
@@ -742,7 +744,7 @@ class Chaos:
                 return
             os.kill(pid, signal.SIGSTOP)
             with self.lock:
-                self.stopped_pids[pid] = (time.monotonic(), kind)
+                self.stopped_pids[pid] = (time.monotonic(), kind, procs.create_time(pid))
         elif kind == "stop_child":
             cands = [c for c in children if c["state"] in ("idle", "busy")
                      and [p for p in c["browser_pids"][1:] if p not in self.stopped_pids]]
@@ -758,7 +760,7 @@ class Chaos:
                 return
             os.kill(pid, signal.SIGSTOP)
             with self.lock:
-                self.stopped_pids[pid] = (time.monotonic(), kind)
+                self.stopped_pids[pid] = (time.monotonic(), kind, procs.create_time(pid))
         elif kind == "stop_actor":
             cands = [c for c in children if c["pid"] and c["state"] in ("idle", "busy")
                      and c["pid"] not in self.stopped_pids]
@@ -770,7 +772,7 @@ class Chaos:
                 return
             os.kill(pid, signal.SIGSTOP)
             with self.lock:
-                self.stopped_pids[pid] = (time.monotonic(), kind)
+                self.stopped_pids[pid] = (time.monotonic(), kind, procs.create_time(pid))
         else:  # pragma: no cover
             raise ValueError(kind)
         self._count(kind)
@@ -955,8 +957,8 @@ class Chaos:
                 unanswered = t["submitted"] - (t["ok"] + t["failed"] + t["timeout"] + t["rejected"])
                 # The daemon notices a frozen actor or main browser process and kills it; a frozen
                 # child process of a browser is not waited for (the stray check below judges it).
-                frozen = [p for p, (_, kind) in self.stopped_pids.items()
-                          if kind != "stop_child" and procs.pid_alive(p)]
+                frozen = [p for p, (_, kind, created) in self.stopped_pids.items()
+                          if kind != "stop_child" and procs.pid_alive(p, created)]
                 why = []
                 if st["queue"]["depth"] or st["queue"]["in_flight"]:
                     why.append(f"queue depth {st['queue']['depth']}, in flight {st['queue']['in_flight']}")

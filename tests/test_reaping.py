@@ -134,3 +134,29 @@ def test_pid_alive_with_create_time_tells_a_reused_pid_apart():
     assert procs.pid_alive(me, created)
     assert not procs.pid_alive(me, created - 5.0)  # same pid, another process's birth: not ours
     assert procs.pid_alive(me)  # without a create time, any live process under that pid counts
+
+
+def test_janitor_sweeps_processes_and_dirs_that_outlived_their_child(make_daemon):
+    """A driver killed mid-launch can fork Chromium after the cleanup's scan (long chaos run):
+    whatever of a gone child appears later is killed and its dir removed on a later tick."""
+    import subprocess
+    d = make_daemon({"pool": {"size": 1}})
+    st = d.status()
+    browsers = os.path.join(str(d.config.daemon.state_dir), "browsers")
+    stray_dir = os.path.join(browsers, "b999")
+    os.makedirs(os.path.join(stray_dir, "playwright_chromiumdev_profile-x"))
+    marker = f"{d.state_prefix}{st['instance']}/b999/"
+    env = {**os.environ, procs.MARKER_ENV: marker}
+    stray = subprocess.Popen(["sleep", "300"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while (stray.poll() is None or os.path.exists(stray_dir)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stray.poll() is not None, "the stray marked process was not killed"
+        assert not os.path.exists(stray_dir), "the stray dir was not removed"
+        assert os.listdir(browsers) == [st["children"][0]["id"]]  # the live child's dir is untouched
+        assert d.status()["browsers"]["live"] == 1
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+        stray.wait()

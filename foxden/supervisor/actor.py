@@ -47,7 +47,8 @@ log = logging.getLogger("foxden.supervisor")
 TICK = "watchdog-tick"
 RECENT_JOBS = 50
 EXIT_NOTICE_GRACE_S = 1.0
-DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
+DEFAULT_BROWSER_PSS = 400 << 20
+JANITOR_EVERY_TICKS = 10  # how often dirs and processes of children already gone are swept  # a launch's cost until one has been measured
 # Exits the supervisor chose to replace a healthy browser (or shrink the
 # pool): they are not failures, so the restart policy is not consulted.
 RETIREMENTS = frozenset({"recycled_jobs", "recycled_age", "recycled_memory", "degraded", "idle"})
@@ -130,6 +131,7 @@ class SupervisorActor(FoxdenActor):
         self.config, self.engine = msg.config, msg.engine
         self.instance, self.dispatcher = msg.instance, msg.dispatcher
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
+        self.ticks = 0
         wd = self.config.watchdog
         self.missed_pings_limit = max(2, math.ceil(wd.heartbeat_timeout_s / wd.interval_s))
         self.slots = self.config.pool.max
@@ -368,6 +370,9 @@ class SupervisorActor(FoxdenActor):
             elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
                 self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
         self._missed_exits(now)
+        self.ticks += 1
+        if self.ticks % JANITOR_EVERY_TICKS == 0:
+            self._janitor()
         if not self.stopping and (self.config.recycle.max_pss_mb or self.config.pool.min != self.config.pool.max):
             # Only max_pss_mb and elastic admission use it, and reading smaps
             # was most of the supervisor's CPU in the benchmarks.
@@ -449,6 +454,26 @@ class SupervisorActor(FoxdenActor):
             elif now - child.dead_since > EXIT_NOTICE_GRACE_S:
                 log.warning("browser %s: no exit notice from Thespian; cleaning up", child.id)
                 self._child_exited(child)
+
+    def _janitor(self) -> None:
+        """Finish the cleanup of children already gone: their marked processes and their dirs.
+
+        _child_exited kills and removes what exists when it runs, but a
+        driver killed mid-launch can fork Chromium a moment after that scan
+        (found by the long chaos run: a profile dir outlived its child)."""
+        try:
+            entries = os.listdir(self.tmp_root)
+        except OSError:
+            return
+        for bid in entries:
+            if bid in self.children:
+                continue
+            path = os.path.join(self.tmp_root, bid)
+            strays = procs.find_marked(f"{self.instance}/{bid}/", path=path + "/")
+            if strays:
+                log.warning("browser %s: %d process(es) outlived its cleanup; killing them", bid, len(strays))
+                procs.kill_and_wait(strays, timeout=0.5)
+            shutil.rmtree(path, ignore_errors=True)
 
     def _child_exited(self, child: Child) -> None:
         """The one cleanup path for a child whose actor is gone."""
