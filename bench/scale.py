@@ -132,6 +132,7 @@ class CountWatch:
         self.mismatches: list[dict] = []
         self.violations: list[str] = []
         self.max_live = 0
+        self.status_errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="count-watch", daemon=True)
 
@@ -147,7 +148,8 @@ class CountWatch:
         while not self._stop.wait(self.every):
             try:
                 st = self.daemon.status()
-            except Exception:
+            except Exception as exc:  # counted: samples that never came must not pass for agreement
+                self.status_errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             seen = os_browsers(self.daemon, self.instance)
             # A child that is starting or stopping may legitimately have no driver yet / any more.
@@ -213,7 +215,8 @@ def _finish(daemon: DaemonProcess, out: dict) -> int:
     daemon.kill_leftovers()
     ok = (rc == 0 and not left and out["jobs"]["by_status"].get("ok", 0) == out["jobs"]["jobs"]
           and out.get("pool_state", "ok") == "ok" and not out["jobs"]["client_errors"]
-          and not out.get("count_mismatches") and not out.get("invariant_violations"))
+          and not out.get("count_mismatches") and not out.get("invariant_violations")
+          and not out.get("status_errors"))
     out["ok"] = ok
     print(json.dumps(out), flush=True)
     return 0 if ok else 1
@@ -256,6 +259,8 @@ def browsers_check(args) -> int:
             out["count_mismatches"] = watch.mismatches[:20]
             out["invariant_violations"] = sorted(set(watch.violations))[:20]
             out["max_live"] = watch.max_live
+            out["status_errors"] = len(watch.status_errors)
+            out["status_error_samples"] = watch.status_errors[:3]
             out["restarts"] = st["restarts"]
             out["watchdog_kills"] = st["watchdog"]["kills"]
             out["jobs_done_per_browser"] = sorted(c["jobs_done"] for c in st["children"])
