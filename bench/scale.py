@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -224,94 +225,93 @@ def _finish(daemon: DaemonProcess, out: dict) -> int:
 
 def browsers_check(args) -> int:
     """50 browsers: start time, total PSS, light jobs, derived count vs processes."""
-    workdir = tempfile.mkdtemp(prefix="fxscale", dir="/tmp")
-    out: dict = {"check": "browsers", "browsers": args.browsers, "concurrency": args.concurrency, "versions": measure.versions("/usr/bin/chromium")}
-    with Site() as site:
-        daemon = DaemonProcess(_config(workdir, args.browsers, max(1000, args.concurrency * 4)),
-                               log_path=os.path.join(workdir, "daemon.log"))
-        try:
-            t0 = time.monotonic()
-            daemon.start(timeout=60, wait_pool=False)
-            out["socket_ready_s"] = round(time.monotonic() - t0, 2)
-            st = daemon.wait_until(lambda s: s["browsers"]["by_state"]["idle"] >= args.browsers
-                                   or s["pool"]["state"] == "failed", timeout=600, interval=0.1)
-            out["all_idle_s"] = round(time.monotonic() - t0, 2)
-            out["pool_state"] = st["pool"]["state"]
-            _say(f"{args.browsers} browsers idle after {out['all_idle_s']} s; measuring PSS")
-            out["pss_idle"] = tree_pss(daemon.proc.pid)
-            instance = st["instance"]
-            out["os_browsers_idle"] = len(os_browsers(daemon, instance))
-            watch = CountWatch(daemon, instance).start()
-            peak = {"pss": out["pss_idle"]}
+    out: dict = {"check": "browsers", "browsers": args.browsers, "concurrency": args.concurrency,
+                 "versions": measure.versions("/usr/bin/chromium")}
 
-            def on_answer(done: int) -> None:
-                if done == args.jobs // 2:
-                    peak["pss"] = tree_pss(daemon.proc.pid)  # mid-run, every browser has rendered pages
-                if done % 100 == 0:
-                    _say(f"{done}/{args.jobs} answered")
+    def body(daemon: DaemonProcess, site: Site) -> None:
+        t0 = time.monotonic()
+        daemon.start(timeout=60, wait_pool=False)
+        out["socket_ready_s"] = round(time.monotonic() - t0, 2)
+        st = daemon.wait_until(lambda s: s["browsers"]["by_state"]["idle"] >= args.browsers
+                               or s["pool"]["state"] == "failed", timeout=600, interval=0.1)
+        out["all_idle_s"] = round(time.monotonic() - t0, 2)
+        out["pool_state"] = st["pool"]["state"]
+        _say(f"{args.browsers} browsers idle after {out['all_idle_s']} s; measuring PSS")
+        out["pss_idle"] = tree_pss(daemon.proc.pid)
+        instance = st["instance"]
+        out["os_browsers_idle"] = len(os_browsers(daemon, instance))
+        watch = CountWatch(daemon, instance).start()
+        peak = {"pss": out["pss_idle"]}
 
-            out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
-            watch.stop()
-            st = daemon.status()
-            out["pss_mid_run"] = peak["pss"]
-            out["pss_after"] = tree_pss(daemon.proc.pid)
-            out["count_samples"] = watch.samples
-            out["count_mismatches"] = watch.mismatches[:20]
-            out["invariant_violations"] = sorted(set(watch.violations))[:20]
-            out["max_live"] = watch.max_live
-            out["status_errors"] = len(watch.status_errors)
-            out["status_error_samples"] = watch.status_errors[:3]
-            out["restarts"] = st["restarts"]
-            out["watchdog_kills"] = st["watchdog"]["kills"]
-            out["jobs_done_per_browser"] = sorted(c["jobs_done"] for c in st["children"])
-        except BaseException:
-            daemon.stop()
-            daemon.kill_leftovers()
-            raise
-        rc = _finish(daemon, out)
-    if rc == 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        _say(f"kept {workdir}")
-    return rc
+        def on_answer(done: int) -> None:
+            if done == args.jobs // 2:
+                peak["pss"] = tree_pss(daemon.proc.pid)  # mid-run, every browser has rendered pages
+            if done % 100 == 0:
+                _say(f"{done}/{args.jobs} answered")
+
+        out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
+        watch.stop()
+        st = daemon.status()
+        out["pss_mid_run"] = peak["pss"]
+        out["pss_after"] = tree_pss(daemon.proc.pid)
+        out["count_samples"] = watch.samples
+        out["count_mismatches"] = watch.mismatches[:20]
+        out["invariant_violations"] = sorted(set(watch.violations))[:20]
+        out["max_live"] = watch.max_live
+        out["status_errors"] = len(watch.status_errors)
+        out["status_error_samples"] = watch.status_errors[:3]
+        out["restarts"] = st["restarts"]
+        out["watchdog_kills"] = st["watchdog"]["kills"]
+        out["jobs_done_per_browser"] = sorted(c["jobs_done"] for c in st["children"])
+
+    return _run_check("fxscale", args.browsers, max(1000, args.concurrency * 4), out, body)
 
 
 def soak_check(args) -> int:
     """Control-plane RSS after many jobs vs after the first checkpoint."""
-    workdir = tempfile.mkdtemp(prefix="fxsoak", dir="/tmp")
     out: dict = {"check": "soak", "browsers": args.browsers, "concurrency": args.concurrency}
+
+    def body(daemon: DaemonProcess, site: Site) -> None:
+        daemon.start(timeout=120)
+        checkpoints: list[dict] = []
+        lock = threading.Lock()
+        t0 = time.monotonic()
+
+        def on_answer(done: int) -> None:
+            if done % args.checkpoint == 0:
+                with lock:
+                    st = daemon.status()
+                    rss = control_plane_rss(daemon, st)
+                    checkpoints.append({"jobs": done, "t_s": round(time.monotonic() - t0, 1),
+                                        "rss_kb": {k: v // 1024 for k, v in sorted(rss.items())},
+                                        "total_kb": sum(rss.values()) // 1024})
+                _say(f"{done}/{args.jobs}: control plane {sum(rss.values()) / 2**20:.1f} MB")
+
+        out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
+        checkpoints.sort(key=lambda c: c["jobs"])
+        out["checkpoints"] = checkpoints
+        if len(checkpoints) >= 2:
+            first, last = checkpoints[0], checkpoints[-1]
+            grown = last["total_kb"] - first["total_kb"]
+            per = (last["jobs"] - first["jobs"]) or 1
+            out["growth_kb"] = grown
+            out["growth_mb_per_10k_jobs"] = round(grown / 1024 * 10_000 / per, 2)
+            out["growth_kb_by_role"] = {r: last["rss_kb"].get(r, 0) - first["rss_kb"].get(r, 0)
+                                        for r in last["rss_kb"]}
+        st = daemon.status()
+        out["restarts"] = st["restarts"]
+        out["invariant_violations"] = st["invariants"]["violations"]
+
+    return _run_check("fxsoak", args.browsers, 1000, out, body)
+
+
+def _run_check(prefix: str, browsers: int, max_queue: int, out: dict, body) -> int:
+    """A private site and daemon around body(daemon, site); stop, judge, print; keep the work dir on failure."""
+    workdir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     with Site() as site:
-        daemon = DaemonProcess(_config(workdir, args.browsers, 1000), log_path=os.path.join(workdir, "daemon.log"))
+        daemon = DaemonProcess(_config(workdir, browsers, max_queue), log_path=os.path.join(workdir, "daemon.log"))
         try:
-            daemon.start(timeout=120)
-            checkpoints: list[dict] = []
-            lock = threading.Lock()
-            t0 = time.monotonic()
-
-            def on_answer(done: int) -> None:
-                if done % args.checkpoint == 0:
-                    with lock:
-                        st = daemon.status()
-                        rss = control_plane_rss(daemon, st)
-                        checkpoints.append({"jobs": done, "t_s": round(time.monotonic() - t0, 1),
-                                            "rss_kb": {k: v // 1024 for k, v in sorted(rss.items())},
-                                            "total_kb": sum(rss.values()) // 1024})
-                    _say(f"{done}/{args.jobs}: control plane {sum(rss.values()) / 2**20:.1f} MB")
-
-            out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
-            checkpoints.sort(key=lambda c: c["jobs"])
-            out["checkpoints"] = checkpoints
-            if len(checkpoints) >= 2:
-                first, last = checkpoints[0], checkpoints[-1]
-                grown = last["total_kb"] - first["total_kb"]
-                per = (last["jobs"] - first["jobs"]) or 1
-                out["growth_kb"] = grown
-                out["growth_mb_per_10k_jobs"] = round(grown / 1024 * 10_000 / per, 2)
-                out["growth_kb_by_role"] = {r: last["rss_kb"].get(r, 0) - first["rss_kb"].get(r, 0)
-                                            for r in last["rss_kb"]}
-            st = daemon.status()
-            out["restarts"] = st["restarts"]
-            out["invariant_violations"] = st["invariants"]["violations"]
+            body(daemon, site)
         except BaseException:
             daemon.stop()
             daemon.kill_leftovers()
@@ -322,6 +322,10 @@ def soak_check(args) -> int:
     else:
         _say(f"kept {workdir}")
     return rc
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--checkpoint", type=int, default=1000, help="measure RSS every this many answers")
     s.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the private daemon is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     measure.install_network_guard()
     if args.check == "browsers":
         return browsers_check(args)
