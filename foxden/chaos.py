@@ -321,6 +321,7 @@ class Chaos:
         # sampling
         self.latest: dict | None = None
         self.samples = 0
+        self.unsettled_browsers = 0  # browser-samples the den left unjudged (see admin.check_invariants)
         self.status_ms: list[float] = []
         self.status_errors: list[str] = []
         self.violations: dict[str, int] = {}
@@ -632,6 +633,8 @@ class Chaos:
         with self.lock:
             self.samples += 1
             self.latest = st
+            # Browsers the den could not judge in this sample (a job message in transit).
+            self.unsettled_browsers += len(st["invariants"].get("unsettled", ()))
         for v in st["invariants"]["violations"]:
             self._violation(v)
         for v in self._own_checks(st):
@@ -1192,6 +1195,7 @@ class Chaos:
             "answer_elapsed_ms": percentiles(a.elapsed_ms for a in answered if a.status != "rejected"),
             "status_latency_ms": percentiles(self.status_ms),
             "invariant_samples": self.samples,
+            "invariant_unsettled_browsers": self.unsettled_browsers,
             "invariant_violations": sorted(self.violations),
             "status_errors": self.status_errors[:20],
             "connection_errors": self.connection_errors[:20],

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import sys
-import time
 import uuid
 
 import psutil

@@ -151,6 +151,29 @@ def kill_and_wait(procs: Iterable[psutil.Process], timeout: float = 3.0, *, reap
         time.sleep(0.005)
 
 
+def kill_marked(prefix: str, *, path: str | None = None, also: Iterable[psutil.Process] = (),
+                rounds: int = 6, timeout: float = 2.0) -> list[psutil.Process]:
+    """SIGKILL every process find_marked(prefix, path) finds, and scan again until a scan finds none.
+
+    One scan is not enough: a process can fork between the scan and its
+    SIGKILL, and its new child was not in the list (the long chaos run: a
+    Playwright driver killed mid-launch had just forked Chromium). Once a scan
+    finds nothing, nothing marked is left that could fork. `also` adds
+    processes that carry no marker (a browser actor). Returns what is still
+    alive: processes that ignored SIGKILL (uninterruptible sleep) or, after
+    `rounds` scans, are still being forked."""
+    extra = [p for p in also if alive(p)]
+    for _ in range(rounds):
+        found = find_marked(prefix, path=path) + extra
+        extra = []
+        if not found:
+            return []
+        survivors = kill_and_wait(found, timeout=timeout)
+        if survivors:
+            return survivors  # a scan again would only find them again
+    return find_marked(prefix, path=path)
+
+
 def kill_pids(pids: Iterable[int]) -> None:
     """Send SIGKILL to each pid that exists; never raises."""
     for pid in pids:

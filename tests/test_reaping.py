@@ -136,27 +136,34 @@ def test_pid_alive_with_create_time_tells_a_reused_pid_apart():
     assert procs.pid_alive(me)  # without a create time, any live process under that pid counts
 
 
-def test_janitor_sweeps_processes_and_dirs_that_outlived_their_child(make_daemon):
-    """A driver killed mid-launch can fork Chromium after the cleanup's scan (long chaos run):
-    whatever of a gone child appears later is killed and its dir removed on a later tick."""
+# Forks a marked child every millisecond, as a driver killed mid-launch may
+# fork Chromium between the cleanup's scan and its SIGKILL.
+_SPAWNER = """
+import os, time
+for _ in range(400):
+    if os.fork() == 0:
+        time.sleep(120)
+        os._exit(0)
+    time.sleep(0.001)
+time.sleep(120)
+"""
+
+
+def test_kill_marked_scans_again_until_nothing_marked_is_left():
+    """The one cleanup path kills what a dying process forked after the scan (long chaos run:
+    a driver killed mid-launch forked Chromium, whose profile dir outlived the child)."""
     import subprocess
-    d = make_daemon({"pool": {"size": 1}})
-    st = d.status()
-    browsers = os.path.join(str(d.config.daemon.state_dir), "browsers")
-    stray_dir = os.path.join(browsers, "b999")
-    os.makedirs(os.path.join(stray_dir, "playwright_chromiumdev_profile-x"))
-    marker = f"{d.state_prefix}{st['instance']}/b999/"
-    env = {**os.environ, procs.MARKER_ENV: marker}
-    stray = subprocess.Popen(["sleep", "300"], env=env)
+    import sys
+    marker = f"fxtest-{os.getpid()}-{time.time_ns()}/b1/"
+    spawner = subprocess.Popen([sys.executable, "-c", _SPAWNER], env={**os.environ, procs.MARKER_ENV: marker})
     try:
-        deadline = time.monotonic() + 30
-        while (stray.poll() is None or os.path.exists(stray_dir)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert stray.poll() is not None, "the stray marked process was not killed"
-        assert not os.path.exists(stray_dir), "the stray dir was not removed"
-        assert os.listdir(browsers) == [st["children"][0]["id"]]  # the live child's dir is untouched
-        assert d.status()["browsers"]["live"] == 1
+        deadline = time.monotonic() + 20
+        while len(procs.find_marked(marker)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert spawner.poll() is None, "the spawner did not start"
+        survivors = procs.kill_marked(marker)  # with rounds=1 this test fails
+        assert survivors == []
+        assert procs.find_marked(marker) == [], "a child forked after the first scan survived"
     finally:
-        if stray.poll() is None:
-            stray.kill()
-        stray.wait()
+        procs.kill_marked(marker)
+        spawner.wait(10)

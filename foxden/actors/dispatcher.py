@@ -82,6 +82,13 @@ class DispatcherActor(FoxdenActor):
         self.queue: deque[str] = deque()
         self.running: dict[str, str] = {}
         self.idle: OrderedDict[str, None] = OrderedDict()  # an ordered set
+        # Sequence numbers, not state: per browser [Assigns sent, attempt ends
+        # received], and BrowserGone messages received. The admin compares
+        # them with the supervisor's to tell a message still in transit from
+        # a broken invariant (see StateQuery). A browser's entry goes with
+        # its BrowserGone (or a refusal that says it is gone).
+        self.channel: dict[str, list[int]] = {}
+        self.gones = 0
         self.session_home: dict[str, str] = {}
         self.lost_sessions: OrderedDict[str, str] = OrderedDict()
         self.pool_error: str | None = None
@@ -182,6 +189,7 @@ class DispatcherActor(FoxdenActor):
     def _assign(self, job: Job, browser: str) -> None:
         del self.idle[browser]
         self.running[browser] = job.key
+        self.channel.setdefault(browser, [0, 0])[0] += 1
         job.tries.append(browser)
         req = job.request
         timeout = req.timeout_s or self.config.jobs.timeout_s
@@ -196,6 +204,7 @@ class DispatcherActor(FoxdenActor):
         self.send(self.supervisor, Assign(browser, spec, budget))
 
     def receiveMsg_AssignRefused(self, msg: AssignRefused, sender) -> None:
+        self._attempt_ended(msg.browser, forget=msg.gone)
         if self.running.get(msg.browser) == msg.job_key:
             del self.running[msg.browser]
         job = self.jobs.get(msg.job_key)
@@ -205,9 +214,17 @@ class DispatcherActor(FoxdenActor):
             self.queue.appendleft(job.key)
         self._pump()
 
+    def _attempt_ended(self, browser: str, forget: bool = False) -> None:
+        """Number an attempt-ending message from the supervisor (see self.channel)."""
+        if forget:
+            self.channel.pop(browser, None)
+        elif browser in self.channel:  # not one already forgotten: a late message must not revive it
+            self.channel[browser][1] += 1
+
     # --- outcomes ------------------------------------------------------------------
 
     def receiveMsg_JobFinished(self, msg: JobFinished, sender) -> None:
+        self._attempt_ended(msg.browser)
         if self.running.get(msg.browser) == msg.job_key:
             del self.running[msg.browser]
         job = self.jobs.get(msg.job_key)
@@ -222,6 +239,8 @@ class DispatcherActor(FoxdenActor):
             self._pump()
 
     def receiveMsg_BrowserGone(self, msg: BrowserGone, sender) -> None:
+        self.gones += 1
+        self.channel.pop(msg.browser, None)
         self.idle.pop(msg.browser, None)
         if msg.job_key is not None and self.running.get(msg.browser) == msg.job_key:
             del self.running[msg.browser]
@@ -368,6 +387,8 @@ class DispatcherActor(FoxdenActor):
             "pid": os.getpid(),
             "queue_depth": len(self.queue),
             "running": dict(self.running),
+            "channel": {b: list(n) for b, n in self.channel.items()},
+            "gones": self.gones,
             "running_ids": {b: (self.jobs[k].request.id or k) for b, k in self.running.items() if k in self.jobs},
             "unanswered": len(self.jobs),
             "idle": list(self.idle),

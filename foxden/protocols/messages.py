@@ -148,10 +148,14 @@ class Assign:
 
 @dataclass(frozen=True)
 class AssignRefused:
-    """Supervisor -> dispatcher: `browser` was no longer idle; `job` never started."""
+    """Supervisor -> dispatcher: `browser` was no longer idle; `job` never started.
+
+    `gone` is True when the supervisor has no such browser any more (its
+    BrowserGone was already sent), so the dispatcher can forget it."""
 
     browser: str
     job_key: str
+    gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,9 +207,14 @@ class StateQuery:
 
     The dispatcher adds its snapshot and forwards to the supervisor, which adds
     its own and sends the query back to the dispatcher, which adds a second
-    snapshot and answers the admin. Because each pair of actors delivers in
-    order, a job in flight in both dispatcher snapshots is exactly a job the
-    supervisor's snapshot shows as busy (see admin.check_invariants)."""
+    snapshot and answers the admin. A browser's job in the dispatcher's
+    snapshots must equal its job in the supervisor's -- when no message about
+    that browser is on its way. Thespian's TCP transport does not keep the
+    order of messages between a pair of actors (a send that finds the
+    connection busy waits, and a later send can take the connection first:
+    the long chaos run saw it), so both actors number the Assign and
+    attempt-ending messages of each browser, and the admin compares only
+    browsers whose numbers agree across the chain (admin.check_invariants)."""
 
     tag: Any
     reply_to: Any

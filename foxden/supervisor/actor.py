@@ -47,8 +47,7 @@ log = logging.getLogger("foxden.supervisor")
 TICK = "watchdog-tick"
 RECENT_JOBS = 50
 EXIT_NOTICE_GRACE_S = 1.0
-DEFAULT_BROWSER_PSS = 400 << 20
-JANITOR_EVERY_TICKS = 10  # how often dirs and processes of children already gone are swept  # a launch's cost until one has been measured
+DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
 # Exits the supervisor chose to replace a healthy browser (or shrink the
 # pool): they are not failures, so the restart policy is not consulted.
 RETIREMENTS = frozenset({"recycled_jobs", "recycled_age", "recycled_memory", "degraded", "idle"})
@@ -87,18 +86,24 @@ class Child:
     stopped_ticks: int = 0
     dead_since: float | None = None
     pid_created: float | None = None  # create_time() of pid: tells a reused pid apart
+    # Sequence numbers of this browser's job messages, not state: Assigns
+    # received and attempt ends sent (JobFinished, AssignRefused). The admin
+    # compares them with the dispatcher's to see a message still in transit.
+    assigns: int = 0
+    ends: int = 0
 
 
 class SupervisorActor(FoxdenActor):
-    role = "supervisor"
-
     """Keeps `size` browsers alive under an OTP restart policy.
 
     The live count is len(self.children), never a counter. Children leave
-    `self.children` in exactly one place, receiveMsg_ChildActorExited, which
-    is also the only place that kills stragglers, removes temp dirs, tells
-    the dispatcher about the lost attempt and applies the restart policy.
-    Everything else that wants a child gone only kills its processes."""
+    `self.children` in exactly one place, _child_exited (run on Thespian's
+    ChildActorExited, or by _missed_exits when Thespian dropped that notice),
+    which is also the only place that kills stragglers, removes temp dirs,
+    tells the dispatcher about the lost attempt and applies the restart
+    policy. Everything else that wants a child gone only kills its processes."""
+
+    role = "supervisor"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -123,6 +128,7 @@ class SupervisorActor(FoxdenActor):
         self.kills: Counter = Counter()
         self.exits: Counter = Counter()
         self.restarts = 0
+        self.gones = 0
         self.hang_to_dead_ms: list[float] = []
 
     # --- wiring --------------------------------------------------------------
@@ -131,7 +137,6 @@ class SupervisorActor(FoxdenActor):
         self.config, self.engine = msg.config, msg.engine
         self.instance, self.dispatcher = msg.instance, msg.dispatcher
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
-        self.ticks = 0
         wd = self.config.watchdog
         self.missed_pings_limit = max(2, math.ceil(wd.heartbeat_timeout_s / wd.interval_s))
         self.slots = self.config.pool.max
@@ -296,7 +301,12 @@ class SupervisorActor(FoxdenActor):
 
     def receiveMsg_Assign(self, msg: Assign, sender) -> None:
         child = self.children.get(msg.browser)
-        if child is None or child.state != "idle" or self.stopping:
+        if child is None:
+            self.send(sender, AssignRefused(msg.browser, msg.job.key, gone=True))
+            return
+        child.assigns += 1
+        if child.state != "idle" or self.stopping:
+            child.ends += 1
             self.send(sender, AssignRefused(msg.browser, msg.job.key))
             return
         now = time.monotonic()
@@ -317,6 +327,7 @@ class SupervisorActor(FoxdenActor):
         child.last_pong = child.idle_since = now
         retire = None if self.stopping else self._recycle_reason(child, now)
         available = not self.stopping and retire is None
+        child.ends += 1
         self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome, available))
         if self.stopping:
             self._request_stop(child)
@@ -370,9 +381,6 @@ class SupervisorActor(FoxdenActor):
             elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
                 self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
         self._missed_exits(now)
-        self.ticks += 1
-        if self.ticks % JANITOR_EVERY_TICKS == 0:
-            self._janitor()
         if not self.stopping and (self.config.recycle.max_pss_mb or self.config.pool.min != self.config.pool.max):
             # Only max_pss_mb and elastic admission use it, and reading smaps
             # was most of the supervisor's CPU in the benchmarks.
@@ -455,26 +463,6 @@ class SupervisorActor(FoxdenActor):
                 log.warning("browser %s: no exit notice from Thespian; cleaning up", child.id)
                 self._child_exited(child)
 
-    def _janitor(self) -> None:
-        """Finish the cleanup of children already gone: their marked processes and their dirs.
-
-        _child_exited kills and removes what exists when it runs, but a
-        driver killed mid-launch can fork Chromium a moment after that scan
-        (found by the long chaos run: a profile dir outlived its child)."""
-        try:
-            entries = os.listdir(self.tmp_root)
-        except OSError:
-            return
-        for bid in entries:
-            if bid in self.children:
-                continue
-            path = os.path.join(self.tmp_root, bid)
-            strays = procs.find_marked(f"{self.instance}/{bid}/", path=path + "/")
-            if strays:
-                log.warning("browser %s: %d process(es) outlived its cleanup; killing them", bid, len(strays))
-                procs.kill_and_wait(strays, timeout=0.5)
-            shutil.rmtree(path, ignore_errors=True)
-
     def _child_exited(self, child: Child) -> None:
         """The one cleanup path for a child whose actor is gone."""
         order = list(self.children)  # start order (dicts keep it), for rest_for_one
@@ -482,10 +470,8 @@ class SupervisorActor(FoxdenActor):
         now = time.monotonic()
         # Confirm that nothing of it survives: its own process, and every
         # process carrying its marker (crashpad included), then its files.
-        leftovers = procs.find_marked(child.marker, path=child.tmpdir + "/")
-        if child.pid and procs.pid_alive(child.pid):
-            leftovers += procs.processes([child.pid])
-        survivors = procs.kill_and_wait(leftovers, timeout=2.0)
+        actor = procs.processes([child.pid]) if child.pid and procs.pid_alive(child.pid, child.pid_created) else []
+        survivors = procs.kill_marked(child.marker, path=child.tmpdir + "/", also=actor)
         if survivors:
             log.error("browser %s: processes survived SIGKILL: %s", child.id, [p.pid for p in survivors])
         shutil.rmtree(child.tmpdir, ignore_errors=True)
@@ -498,6 +484,7 @@ class SupervisorActor(FoxdenActor):
             log.info("browser %s exited (%s) after %d jobs; %d live", child.id, reason, child.jobs_done,
                      len(self.children))
         job_key = child.job.key if child.job is not None else None
+        self.gones += 1  # sequence number of BrowserGone messages (see Child.assigns)
         self.send(self.dispatcher, BrowserGone(child.id, job_key, reason, child.exit_detail, child.sessions))
         if self.stopping:
             self._maybe_stopped()
@@ -580,6 +567,8 @@ class SupervisorActor(FoxdenActor):
                     "state": c.state,
                     "job": c.job.id if c.job else None,
                     "job_key": c.job.key if c.job else None,
+                    "assigns": c.assigns,
+                    "ends": c.ends,
                     "jobs_done": c.jobs_done,
                     "started_at": c.started_at,
                     "age_s": round(now - c.created, 3),
@@ -591,5 +580,6 @@ class SupervisorActor(FoxdenActor):
             "kills": dict(self.kills),
             "exits": dict(self.exits),
             "restarts": self.restarts,
+            "gones": self.gones,
             "hang_to_dead_ms": list(self.hang_to_dead_ms[-200:]),
         }
