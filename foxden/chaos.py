@@ -290,7 +290,6 @@ class Chaos:
         self.submitting_done = threading.Event()
         self.sent: dict[str, PlannedJob] = {}
         self.answers: dict[str, wire.Answer] = {}
-        self.workload_answered = 0
         self.answer_counts: Counter = Counter()
         self.lost: dict[str, str] = {}
         self.misrouted: list[str] = []
@@ -345,7 +344,9 @@ class Chaos:
 
     def _progress(self) -> float:
         if self.o.jobs:
-            p = self.workload_answered / self.o.jobs
+            # Derived from the answers (list() copies the keys in one step under the GIL).
+            answered = sum(1 for j in list(self.answers) if getattr(self.sent.get(j), "kind", None) != "burst")
+            p = answered / self.o.jobs
         else:
             p = 0.0
         if self.o.duration_s:
@@ -385,8 +386,6 @@ class Chaos:
             if self.answer_counts[job.id] > 1:
                 return
             self.answers[job.id] = answer
-            if job.kind != "burst":
-                self.workload_answered += 1
             self.lost.pop(job.id, None)
             if job.id in self.overdue:
                 age = time.monotonic() - self.sent_at[job.id]

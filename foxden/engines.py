@@ -1,6 +1,7 @@
 """Browser engines: find an installed one, build offline launch options, launch it."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import playwright
 from playwright.sync_api import Browser, Error, Playwright
 
 ENGINES = ("camoufox", "chromium", "firefox")
@@ -29,9 +31,6 @@ _DEAD_URL = "http://127.0.0.1:9/"
 # --no-sandbox because the daemon runs as root, where Chromium refuses to
 # start sandboxed. The rest keep Chromium from phoning Google on its own.
 # --disable-dev-shm-usage is not needed: Playwright always passes it.
-# Not here: --disable-features=NetworkTimeServiceQuerying (one time query to
-# clients2.google.com), because Chromium keeps only the last --disable-features
-# and ours would drop Playwright's own list.
 CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-sandbox",
     "--disable-gpu",
@@ -46,6 +45,13 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     f"--gaia-url={_DEAD_URL}",
     f"--component-updater=url-source={_DEAD_URL}",
 )
+
+# Features to turn off beyond Playwright's own list. NetworkTimeServiceQuerying:
+# a DNS lookup and query of clients2.google.com soon after start, which
+# --disable-background-networking does not stop (seen with strace here).
+# Chromium applies only the last --disable-features switch, so ours must carry
+# Playwright's list too (chromium_disable_features).
+EXTRA_DISABLED_FEATURES: tuple[str, ...] = ("NetworkTimeServiceQuerying",)
 
 # Every name below exists in Firefox ESR 153 (checked against its omni.ja and
 # libxul); prefs Firefox has since dropped (pocket, ping-centre) are left out.
@@ -296,16 +302,54 @@ def _playwright_chromium() -> str:
     return str(root.joinpath(f"chromium-{revision}", *build))
 
 
+@functools.cache
+def playwright_disabled_features() -> tuple[str, ...] | None:
+    """The Chromium features Playwright's driver disables (its --disable-features list), or None.
+
+    Playwright's Python API does not expose its default switches; its driver
+    bundle holds the list as a JS array literal (`disabledFeatures = [...]`)."""
+    lib = Path(playwright.__file__).parent / "driver" / "package" / "lib"
+    for name in ("coreBundle.js", "server/chromium/chromiumSwitches.js"):
+        try:
+            text = (lib / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        m = re.search(r"disabledFeatures\s*=\s*\[(.*?)\]", text, re.S)
+        if m:
+            body = re.sub(r"//[^\n]*", "", m.group(1))  # comments name issues, not features
+            features = tuple(re.findall(r'"([A-Za-z0-9_]+)"', body))
+            if features and not re.search(r"[?:]", body):  # a plain list, nothing conditional
+                return features
+    return None
+
+
+def chromium_feature_args() -> tuple[list[str], list[str]]:
+    """(args, ignore_default_args) that turn off Playwright's features plus ours, in one switch.
+
+    When Playwright's list cannot be read, nothing is changed: dropping its
+    list would turn back on what Playwright turns off for correctness."""
+    theirs = playwright_disabled_features()
+    if theirs is None:
+        return [], []
+    ours = [f for f in EXTRA_DISABLED_FEATURES if f not in theirs]
+    switch = "--disable-features=" + ",".join(theirs)
+    return ["--disable-features=" + ",".join([*theirs, *ours])], [switch]
+
+
 def launch_kwargs(
     choice: EngineChoice, *, headless: bool, extra_args: Sequence[str] = ()
 ) -> tuple[str, dict]:
     """The Playwright browser type ("chromium" or "firefox") and its launch() kwargs."""
     if choice.name == "chromium":
-        return "chromium", {
+        features, ignore = chromium_feature_args()
+        kwargs = {
             "executable_path": choice.executable_path,
             "headless": headless,
-            "args": [*CHROMIUM_ARGS, *extra_args],
+            "args": [*CHROMIUM_ARGS, *features, *extra_args],
         }
+        if ignore:
+            kwargs["ignore_default_args"] = ignore
+        return "chromium", kwargs
     if choice.name == "firefox":
         # Debian's Firefox has no Juggler; Playwright drives it over WebDriver BiDi.
         return "firefox", {

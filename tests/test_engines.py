@@ -1,6 +1,7 @@
 """Tests for foxden.engines: finding engines, offline option building, real launches."""
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -142,11 +143,39 @@ def test_chromium_kwargs_append_extra_args():
         EngineChoice("chromium", "/usr/bin/chromium", "test"), headless=True, extra_args=("--lang=fr",)
     )
     assert kind == "chromium"
+    features, ignore = engines.chromium_feature_args()
     assert kwargs == {
         "executable_path": "/usr/bin/chromium",
         "headless": True,
-        "args": [*CHROMIUM_ARGS, "--lang=fr"],
+        "args": [*CHROMIUM_ARGS, *features, "--lang=fr"],
+        "ignore_default_args": ignore,
     }
+
+
+def test_playwrights_disabled_features_are_read_from_its_driver():
+    """If this breaks after a Playwright upgrade, Chromium would query clients2.google.com again."""
+    theirs = engines.playwright_disabled_features()
+    assert theirs and all(re.fullmatch(r"[A-Za-z0-9_]+", f) for f in theirs)
+    assert "MediaRouter" in theirs  # one Playwright has disabled for years
+
+
+@pytest.mark.browser
+def test_chromium_runs_with_one_disable_features_switch_holding_both_lists(marker):
+    """Chromium applies only the last --disable-features: ours must be the only one and carry Playwright's list."""
+    choice = resolve_engine("chromium", None)
+    with sync_playwright() as p:
+        browser = launch(p, choice)
+        try:
+            main = [q for q in leftovers(marker) if "--remote-debugging-pipe" in q.cmdline()]
+            assert len(main) == 1
+            switches = [a for a in main[0].cmdline() if a.startswith("--disable-features=")]
+            assert len(switches) == 1, switches
+            features = switches[0].split("=", 1)[1].split(",")
+            assert "NetworkTimeServiceQuerying" in features
+            assert set(engines.playwright_disabled_features()) <= set(features)
+        finally:
+            browser.close()
+    assert_nothing_left(marker)
 
 
 def test_firefox_kwargs_use_bidi_and_our_prefs():
