@@ -5,14 +5,13 @@ interleaved rounds, it times:
 
 - ``pw_async``: the hand-written pool's job (async Playwright: new_context,
   new_page, goto, evaluate, context.close), step by step;
-- ``pw_sync_foxden_steps``: the browser actor's job, replayed with sync
-  Playwright step by step (new_context, new_page, goto, evaluate, the
-  summary evaluate (title and DOM length), msgpack of the result, context.close);
+- ``driver``: the browser actor's job run by its driver (foxden's CDP driver
+  for Chromium) in this process, without the actor around it;
 - ``foxden``: the same job through a warm daemon of one browser: the client's
   latency and the daemon's own ``elapsed_ms`` (dispatcher in, dispatcher out).
 
 Differences of medians then split foxden's added latency into: the browser
-actor's extra steps (sync API, the summary evaluate), the actor hops
+driver against the pool's job (its steps and round trips), the actor hops
 (dispatcher -> supervisor -> browser -> supervisor -> dispatcher: daemon
 elapsed minus the replayed job), and the gateway + client socket (client
 latency minus daemon elapsed). With --pyspy it also samples the daemon's
@@ -38,7 +37,6 @@ from pathlib import Path
 
 from bench import measure
 from bench.drivers import EXPR
-from foxden.actors.browser import _SUMMARY_JS
 from bench.run import Site
 
 MS = 1000.0
@@ -88,48 +86,29 @@ class AsyncPool:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-class SyncSteps:
-    """foxden's BrowserActor._run for a plain job, replayed with sync Playwright (in a thread of its own)."""
+class DriverSteps:
+    """The browser actor's job, run by its own driver in this process: no actor, no hops, no socket."""
 
-    def __init__(self, exe: str, args: list[str]):
-        import concurrent.futures
+    def __init__(self, exe: str, tmpdir: Path):
+        from foxden import engines
+        from foxden.config import default_config
+        from foxden.drivers import open_driver
 
-        self.ex = concurrent.futures.ThreadPoolExecutor(1)
-        self.ex.submit(self._start, exe, args).result()
-
-    def _start(self, exe, args):
-        from playwright.sync_api import sync_playwright
-
-        self.pw = sync_playwright().start()
-        self.browser = self.pw.chromium.launch(executable_path=exe, args=args, headless=True)
-
-    def _job(self, url: str) -> dict:
-        import msgpack
-
-        t = [time.perf_counter()]
-        ctx = self.browser.new_context(); t.append(time.perf_counter())
-        page = ctx.new_page(); t.append(time.perf_counter())
-        response = page.goto(url, timeout=30000, wait_until="load"); t.append(time.perf_counter())
-        value = page.evaluate(EXPR); t.append(time.perf_counter())
-        title, length = page.evaluate(_SUMMARY_JS); t.append(time.perf_counter())
-        result = {"final_url": page.url, "http_status": response.status, "title": title, "content_length": length,
-                  "eval": value, "screenshot": None}
-        msgpack.packb(result, use_bin_type=True); t.append(time.perf_counter())
-        ctx.close(); t.append(time.perf_counter())
-        names = ("new_context", "new_page", "goto", "evaluate", "summary_evaluate", "msgpack", "context_close")
-        out = {n: t[i + 1] - t[i] for i, n in enumerate(names)}
-        out["total"] = t[-1] - t[0]
-        return out
+        (tmpdir / "driver").mkdir()
+        pool = default_config().replace(pool={"executable_path": exe}).pool
+        self.driver = open_driver(engines.EngineChoice("chromium", exe, "diagnose"), pool, str(tmpdir / "driver"))
+        self.driver.launch()
 
     def job(self, url: str) -> dict:
-        return self.ex.submit(self._job, url).result()
+        from foxden.protocols.messages import JobSpec
+
+        t = time.perf_counter()
+        outcome = self.driver.run(JobSpec(key="d", id="d", url=url, eval=EXPR), 30.0)
+        assert outcome.status == "ok", outcome
+        return {"total": time.perf_counter() - t}
 
     def close(self):
-        def _close():
-            self.browser.close()
-            self.pw.stop()
-        self.ex.submit(_close).result()
-        self.ex.shutdown()
+        self.driver.close(5.0)
 
 
 def pyspy_top(raw: str, roles: dict[int, str], n: int = 12) -> dict:
@@ -197,8 +176,8 @@ def main(argv=None) -> int:
         })
         daemon = DaemonProcess(cfg, log_path=tmp / "daemon.log").start(timeout=180)
         client = Client(daemon.config.daemon.socket, timeout=120)
-        pool, steps = AsyncPool(a.executable_path, args), SyncSteps(a.executable_path, args)
-        rows = {"pw_async": [], "pw_sync_foxden_steps": [], "foxden": []}
+        pool, steps = AsyncPool(a.executable_path, args), DriverSteps(a.executable_path, tmp)
+        rows = {"pw_async": [], "driver": [], "foxden": []}
         for _ in range(3):  # warm-up
             pool.job(url), steps.job(url), client.submit(url, eval=EXPR)
         if a.jobs <= 0:  # profile only
@@ -210,13 +189,13 @@ def main(argv=None) -> int:
             return 0
         per_round = max(1, a.jobs // a.rounds)
         for r in range(a.rounds):
-            order = ["pw_async", "pw_sync_foxden_steps", "foxden"]
+            order = ["pw_async", "driver", "foxden"]
             order = order[r % 3:] + order[:r % 3]
             for d in order:
                 for _ in range(per_round):
                     if d == "pw_async":
                         rows[d].append(pool.job(url))
-                    elif d == "pw_sync_foxden_steps":
+                    elif d == "driver":
                         rows[d].append(steps.job(url))
                     else:
                         t = time.perf_counter()
@@ -228,11 +207,11 @@ def main(argv=None) -> int:
         med = {d: _median_steps(v) for d, v in rows.items()}
         out = {"type": "diagnose", "url": a.url, "jobs_per_driver": per_round * a.rounds, "rounds": a.rounds,
                "load1": os.getloadavg()[0], "medians_ms": med}
-        fx, sync, asy = med["foxden"], med["pw_sync_foxden_steps"], med["pw_async"]
+        fx, drv, asy = med["foxden"], med["driver"], med["pw_async"]
         out["split_ms"] = {
             "added_latency": round(fx["client_latency"] - asy["total"], 2),
-            "browser_actor_steps_vs_async_pool": round(sync["total"] - asy["total"], 2),
-            "actor_hops_dispatcher_to_browser_and_back": round(fx["daemon_elapsed"] - sync["total"], 2),
+            "driver_vs_async_pool": round(drv["total"] - asy["total"], 2),
+            "actor_hops_dispatcher_to_browser_and_back": round(fx["daemon_elapsed"] - drv["total"], 2),
             "gateway_and_client_socket": round(fx["gateway_and_client"], 2),
         }
         if a.pyspy:

@@ -108,12 +108,19 @@ def run_jobs(daemon: DaemonProcess, site: Site, n: int, concurrency: int, timeou
 
 
 def os_browsers(daemon: DaemonProcess, instance: str) -> set[str]:
-    """Browser ids that really run: Playwright drivers (node) carrying `<tag>:<instance>/<bid>/`."""
+    """Browser ids that really run: the top process of each browser carrying `<tag>:<instance>/<bid>/`.
+
+    The top is Chromium's main process (foxden's CDP driver starts it) or a
+    Playwright driver (node); Chromium's helpers carry `--type=`, and its
+    crashpad handler outlives the browser by seconds on its own."""
     prefix = f"{daemon.state_prefix}{instance}/"
     out = set()
     for p in procs.find_marked(prefix):
         try:
-            if measure.kind_of(p.name(), (p.cmdline() or [""])[0]) != "node":
+            argv = p.cmdline() or [""]
+            kind = measure.kind_of(p.name(), argv[0])
+            main = kind == "chromium" and "crashpad" not in p.name() and not any(a.startswith("--type=") for a in argv)
+            if not (kind == "node" or main):
                 continue
             marker = p.environ().get(procs.MARKER_ENV, "")
         except (psutil.Error, OSError):

@@ -51,6 +51,7 @@ class PoolConfig:
 
     engine: str
     executable_path: str | None
+    driver: str  # auto | cdp | playwright (see foxden.drivers.driver_name)
     size: int
     headless: bool
     launch_timeout_s: float
@@ -235,6 +236,7 @@ def _pool(s: _Section) -> PoolConfig:
     return PoolConfig(
         engine=s.choice("engine", "auto", ("auto", "chromium", "firefox", "camoufox")),
         executable_path=s.executable("executable_path"),
+        driver=s.choice("driver", "auto", ("auto", "cdp", "playwright")),
         size=min(max(size, lo), hi),
         headless=s.boolean("headless", True),
         launch_timeout_s=s.number("launch_timeout_s", 30.0, gt=0),

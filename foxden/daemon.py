@@ -112,7 +112,13 @@ class Daemon:
             choice = engines.resolve_engine(self.config.pool.engine, self.config.pool.executable_path)
         except engines.EngineUnavailable as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
-        log.info("engine: %s (%s)", choice.name, choice.reason)
+        from foxden.drivers import driver_name
+
+        driver = driver_name(choice.name, self.config.pool.driver)
+        if driver == "cdp" and choice.name != "chromium":
+            raise StartupError(f"[pool] driver: cdp drives chromium only, and the engine is {choice.name}"
+                               " (use driver = \"auto\" or \"playwright\")", EXIT_CONFIG)
+        log.info("engine: %s (%s), driver %s", choice.name, choice.reason, driver)
         os.makedirs(self.state_dir, exist_ok=True)
         self._lock_pid_file()
         self._reap_earlier_instances()

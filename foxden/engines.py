@@ -9,9 +9,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import playwright
-from playwright.sync_api import Browser, Error, Playwright
+if TYPE_CHECKING:  # Playwright is imported only where a browser is launched through it
+    from playwright.sync_api import Browser, Playwright
 
 ENGINES = ("camoufox", "chromium", "firefox")
 
@@ -284,9 +285,7 @@ def _playwright_chromium() -> str:
     """Where `playwright install chromium` puts Chromium; it may not be there."""
     # Mirrors the driver's registry (playwright-core's EXECUTABLE_PATHS and
     # registryDirectory) so no driver process has to start just to ask.
-    import playwright
-
-    package = Path(playwright.__file__).parent / "driver" / "package"
+    package = _playwright_dir() / "driver" / "package"
     browsers = json.loads((package / "browsers.json").read_text())["browsers"]
     revision = next(b["revision"] for b in browsers if b["name"] == "chromium")
     configured = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
@@ -302,13 +301,21 @@ def _playwright_chromium() -> str:
     return str(root.joinpath(f"chromium-{revision}", *build))
 
 
+def _playwright_dir() -> Path:
+    """The installed playwright package's directory, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("playwright")
+    return Path(spec.origin).parent if spec and spec.origin else Path("/nonexistent")
+
+
 @functools.cache
 def playwright_disabled_features() -> tuple[str, ...] | None:
     """The Chromium features Playwright's driver disables (its --disable-features list), or None.
 
     Playwright's Python API does not expose its default switches; its driver
     bundle holds the list as a JS array literal (`disabledFeatures = [...]`)."""
-    lib = Path(playwright.__file__).parent / "driver" / "package" / "lib"
+    lib = _playwright_dir() / "driver" / "package" / "lib"
     for name in ("coreBundle.js", "server/chromium/chromiumSwitches.js"):
         try:
             text = (lib / name).read_text(encoding="utf-8", errors="replace")
@@ -334,6 +341,74 @@ def chromium_feature_args() -> tuple[list[str], list[str]]:
     ours = [f for f in EXTRA_DISABLED_FEATURES if f not in theirs]
     switch = "--disable-features=" + ",".join(theirs)
     return ["--disable-features=" + ",".join([*theirs, *ours])], [switch]
+
+
+# What Playwright's Chromium launch passes (playwright-core 1.62,
+# chromiumSwitches.ts and chromium.ts), for foxden's CDP driver, so that a
+# page behaves the same on either driver. Left out: switches for Playwright's
+# own features (--allow-pre-commit-input for its input pipeline,
+# --enable-features=CDPScreenshotNewSurface, --export-tagged-pdf).
+CHROMIUM_DEFAULT_SWITCHES: tuple[str, ...] = (
+    "--disable-field-trial-config",          # no field-trial experiments: the same Chromium every run
+    "--disable-background-networking",
+    "--disable-background-timer-throttling",  # timers and rendering run at full speed in every page
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--disable-back-forward-cache",
+    "--disable-breakpad",
+    "--disable-client-side-phishing-detection",
+    "--disable-component-extensions-with-background-pages",
+    "--disable-component-update",
+    "--no-default-browser-check",
+    "--disable-default-apps",
+    "--disable-dev-shm-usage",                # shared memory in TMPDIR: /dev/shm is small in containers
+    "--disable-extensions",
+    "--disable-hang-monitor",
+    "--disable-ipc-flooding-protection",
+    "--disable-popup-blocking",
+    "--disable-prompt-on-repost",
+    "--force-color-profile=srgb",
+    "--metrics-recording-only",
+    "--no-first-run",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--no-service-autorun",
+    "--disable-search-engine-choice-screen",
+    "--disable-infobars",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",
+)
+CHROMIUM_HEADLESS_SWITCHES: tuple[str, ...] = (
+    "--headless",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--blink-settings=primaryHoverType=2,availableHoverTypes=2,primaryPointerType=4,availablePointerTypes=4",
+)
+# Used when Playwright's list cannot be read from its driver (see
+# playwright_disabled_features): the features that change what a page does.
+FALLBACK_DISABLED_FEATURES: tuple[str, ...] = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "DialMediaRouteProvider",
+    "GlobalMediaControls", "HttpsUpgrades", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "Translate", "OptimizationHints",
+)
+
+
+def chromium_command(choice: EngineChoice, *, headless: bool, extra_args: Sequence[str] = (),
+                     user_data_dir: str) -> list[str]:
+    """The full command line of a Chromium that foxden's CDP driver starts and owns."""
+    features = playwright_disabled_features() or FALLBACK_DISABLED_FEATURES
+    features = (*features, *(f for f in EXTRA_DISABLED_FEATURES if f not in features))
+    return [
+        choice.executable_path or "/usr/bin/chromium",
+        *CHROMIUM_DEFAULT_SWITCHES,
+        *(CHROMIUM_HEADLESS_SWITCHES if headless else ()),
+        *CHROMIUM_ARGS,
+        "--disable-features=" + ",".join(features),
+        *extra_args,
+        f"--user-data-dir={user_data_dir}",
+        "--remote-debugging-pipe",
+        "--no-startup-window",
+    ]
 
 
 def launch_kwargs(
@@ -420,6 +495,8 @@ def launch(
     playwright: Playwright, choice: EngineChoice, *, headless: bool = True, extra_args: Sequence[str] = ()
 ) -> Browser:
     """Launch `choice` with Playwright's sync API; a missing binary is EngineUnavailable."""
+    from playwright.sync_api import Error
+
     kind, kwargs = launch_kwargs(choice, headless=headless, extra_args=extra_args)
     try:
         return getattr(playwright, kind).launch(**kwargs)

@@ -205,6 +205,7 @@ class ProcessTable:
 
     def __init__(self):
         self._kids: dict[int, list[int]] = {}
+        self._live: set[int] = set()
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
@@ -217,6 +218,7 @@ class ProcessTable:
             if fields[0] in (b"Z", b"X"):
                 continue
             self._kids.setdefault(int(fields[1]), []).append(int(name))
+            self._live.add(int(name))
 
     def children(self, pid: int) -> list[int]:
         """Live direct children of pid."""
@@ -231,14 +233,11 @@ class ProcessTable:
             todo.extend(self._kids.get(p, ()))
         return out
 
-    def browser_pids(self, actor_pid: int) -> list[int]:
-        """As browser_pids(), from this snapshot."""
-        out: list[int] = []
-        for driver in self.children(actor_pid):
-            for main in self.children(driver):
-                out.append(main)
-                out.extend(self.descendants(main))
-        return out
+    def tree(self, pid: int | None) -> list[int]:
+        """pid and its live descendants, or [] if pid is not alive."""
+        if not pid or pid not in self._live:
+            return []
+        return [pid, *self.descendants(pid)]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -250,7 +249,7 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 def browser_pids(actor_pid: int) -> list[int]:
-    """A browser actor's browser processes: each main process, then its descendants.
+    """The browser processes of a browser actor on Playwright: each main process, then its descendants.
 
     The actor's direct children are Playwright drivers; the browser is the
     driver's child. The driver itself is not listed."""

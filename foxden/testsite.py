@@ -64,6 +64,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send("<html><head><title>delayed</title></head><body><script>"
                        f"setTimeout(() => {{ const d = document.createElement('div'); d.id = 'late';"
                        f" d.textContent = 'here'; document.body.appendChild(d); }}, {ms});</script></body></html>")
+        elif path == "/csp":
+            # A page whose policy forbids every script: a job's eval must still run.
+            self._send("<html><head><title>csp</title></head><body>strict</body></html>",
+                       headers={"Content-Security-Policy": "script-src 'none'"})
+        elif path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", q.get("to", "/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/dialogs":
+            self._send("<html><head><title>dialogs</title></head><body><script>"
+                       "alert('a'); window.answer = confirm('b');</script></body></html>")
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[-1])
             self._send(f"<html><head><title>status {code}</title></head><body></body></html>", status=code)

@@ -230,7 +230,7 @@ class AdminActor(FoxdenActor):
         for c in sup["children"]:
             by_state[c["state"]] = by_state.get(c["state"], 0) + 1
             # Browsers start renderers as they go: list what runs now.
-            bpids = table.browser_pids(c["pid"]) if c["pid"] else []
+            bpids = table.tree(c["browser_pids"][0]) if c["browser_pids"] else []
             tree = [c["pid"], *table.descendants(c["pid"])] if c["pid"] else []
             children.append({
                 "id": c["id"], "pid": c["pid"], "browser_pids": bpids, "engine": c["engine"],

@@ -1,0 +1,387 @@
+"""Chromium driven over CDP directly: no Playwright driver process between the actor and its browser."""
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+
+from foxden import procs
+from foxden.engines import FIXES, EngineUnavailable
+from foxden.drivers import results
+from foxden.drivers.base import BrowserDied, Driver
+from foxden.drivers.cdp import CHILD_READ_FD, CHILD_WRITE_FD, CdpError, CdpPipe, CdpTimeout, PipeClosed
+from foxden.protocols.messages import JobSpec, Outcome
+
+log = logging.getLogger("foxden.chromium")
+
+LOG_NAME = "chromium.log"  # the browser's stderr, inside its temp dir (removed with it)
+_LOG_TAIL = 2000
+# Chromium logs a line now and then for as long as it runs; a browser that
+# lives for days must not fill the disk with it.
+LOG_MAX_BYTES = 1 << 20
+
+# A page's JavaScript may replace these globals; the summary reads them anyway,
+# as Playwright's page.title() and page.url would. responseStatus is the main
+# document's HTTP status (0 for about:blank, which has no response).
+_SUMMARY = ("[document.title || '', document.documentElement ? document.documentElement.outerHTML.length : 0, "
+            "location.href, ((performance.getEntriesByType('navigation')[0] || {}).responseStatus) || 0]")
+
+# The job's eval, run as Playwright runs a string: evaluated as a global
+# script (statements allowed; the last value counts), called if that value is
+# a function, awaited if it is a promise. Indirect eval keeps the page's CSP
+# out of it: Runtime.evaluate allows eval even where the page forbids it.
+_EVAL = "(async () => {{ let v = (0, eval)({src}); if (typeof v === 'function') v = v(); v = await v; return [v, {summary}]; }})()"
+
+# Waits until an element matching the CSS selector is attached and visible
+# (Playwright's default state: a non-empty box, not visibility:hidden).
+# Rejects at once for a selector that does not parse.
+_WAIT_FOR = """new Promise((resolve, reject) => {
+  const sel = %s;
+  try { document.querySelector(sel); } catch (e) { reject(e); return; }
+  const visible = (el) => {
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden') return false;
+    const box = el.getBoundingClientRect();
+    return box.width > 0 && box.height > 0;
+  };
+  const check = () => { const el = document.querySelector(sel); return !!el && visible(el); };
+  if (check()) { resolve(true); return; }
+  const done = () => { observer.disconnect(); clearInterval(timer); resolve(true); };
+  const observer = new MutationObserver(() => { if (check()) done(); });
+  observer.observe(document, {childList: true, subtree: true, attributes: true});
+  const timer = setInterval(() => { if (check()) done(); }, 100);
+})"""
+
+# Playwright's default viewport (and screen), so pages lay out alike on either driver.
+VIEWPORT = {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False,
+            "screenWidth": 1280, "screenHeight": 720}
+
+_FUNCTION_SOURCE = re.compile(r"^(async)?\s*function(\s|\()")
+
+
+@dataclass
+class _Page:
+    """One job's page: its target, CDP session and what its main frame has done (private)."""
+
+    target: str
+    session: str
+    loader: str | None = None  # the main frame's current document
+    loaded: set = field(default_factory=set)  # loaders whose load event fired
+    crashed: bool = False
+    detached: bool = False
+
+    def gone(self) -> str | None:
+        if self.crashed:
+            return "the page crashed"
+        if self.detached:
+            return "the page was closed"
+        return None
+
+
+class ChromiumDriver(Driver):
+    """One Chromium process tree, started by this driver and spoken to over its CDP pipe.
+
+    Every job gets a fresh browser context (a session job: its session's
+    context) and a new page in it; the context (or page) is disposed without
+    waiting, so the answer does not wait for a renderer to exit."""
+
+    engine = "chromium"
+
+    def __init__(self, command: list[str], *, launch_timeout_s: float, log_dir: str):
+        super().__init__()
+        self._command = command
+        self._log_path = os.path.join(log_dir, LOG_NAME)
+        self._launch_timeout_s = launch_timeout_s
+        self._pid: int | None = None
+        self._pipe: CdpPipe | None = None
+        self._pages: dict[str, _Page] = {}  # CDP session id -> page
+        self._contexts: dict[str, str] = {}  # foxden session -> browser context id
+        self._exited = False
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Start Chromium with its CDP pipe on fds 3 and 4 and wait for its first answer."""
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        # Chromium needs the pipe at exactly fds 3 and 4; move our ends out of
+        # the way first, so that no dup2 below can overwrite another.
+        fds = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_child_r, to_child_w, from_child_r, from_child_w)]
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        to_child_r, to_child_w, from_child_r, from_child_w = fds
+        try:
+            self._pid = os.posix_spawn(
+                self._command[0], self._command, dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                    (os.POSIX_SPAWN_DUP2, to_child_r, CHILD_READ_FD),
+                    (os.POSIX_SPAWN_DUP2, from_child_w, CHILD_WRITE_FD),
+                ],
+                # Its own process group: a Ctrl-C at the terminal reaches the
+                # daemon, which drains, instead of killing every browser mid-job.
+                setpgroup=0,
+            )
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise EngineUnavailable(f"chromium: cannot start {self._command[0]}: {exc.strerror or exc};"
+                                    f" {FIXES['chromium']}") from None
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._pipe = CdpPipe(from_child_r, to_child_w, self._on_event)
+        deadline = time.monotonic() + self._launch_timeout_s
+        try:
+            version = self._pipe.send("Browser.getVersion")
+            # Downloads would land in the temp dir; a job never needs one.
+            self._pipe.discard(self._pipe.send("Browser.setDownloadBehavior", {"behavior": "deny"}))
+            product = self._pipe.result(version, deadline).get("product", "")
+        except (PipeClosed, CdpTimeout, CdpError) as exc:
+            raise RuntimeError(f"chromium did not start: {exc}{self._log_tail()}") from None
+        self.version = product.split("/", 1)[-1] or product
+
+    def pids(self) -> list[int]:
+        """The browser's main process, then its descendants."""
+        if not self._pid or not procs.pid_alive(self._pid):
+            return []
+        return [self._pid, *(p.pid for p in procs.descendants(self._pid))]
+
+    def alive(self) -> bool:
+        if self._pipe is None or self._pipe.closed or self._reaped():
+            return False
+        try:
+            self._pipe.poll()  # also notices the pipe's end of file
+        except PipeClosed:
+            return False
+        return not self._pipe.closed
+
+    def close(self, timeout_s: float) -> None:
+        """Ask Chromium to close, wait up to timeout_s for it to exit, then SIGKILL it. Idempotent."""
+        if self._pipe is None or self._exited:
+            return
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._pipe.call("Browser.close", deadline=deadline)
+        except (PipeClosed, CdpTimeout, CdpError):
+            pass  # it exits before it answers, or it is frozen: the wait below decides
+        while not self._reaped() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._reaped():
+            procs.kill_pids([self._pid])
+            end = time.monotonic() + 2.0
+            while not self._reaped() and time.monotonic() < end:
+                time.sleep(0.01)
+        self._pipe.close()
+
+    def _reaped(self) -> bool:
+        """True once the main process has exited (and been reaped: we are its parent)."""
+        if self._exited or not self._pid:
+            return self._exited
+        try:
+            pid, _ = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:
+            pid = self._pid  # someone else reaped it; it is gone either way
+        if pid == self._pid:
+            self._exited = True
+        return self._exited
+
+    def _trim_log(self) -> None:
+        try:
+            if os.stat(self._log_path).st_size > LOG_MAX_BYTES:
+                os.truncate(self._log_path, 0)  # Chromium appends (O_APPEND): it goes on at the new end
+        except OSError:
+            pass
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self._log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - _LOG_TAIL))
+                tail = f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+        return f"; its log ends: {tail}" if tail else ""
+
+    # --- events ------------------------------------------------------------------
+
+    def _on_event(self, method: str, params: dict, session: str | None) -> None:
+        if method == "Page.javascriptDialogOpening" and session is not None:
+            # A dialog blocks the page until answered; dismiss it, as Playwright does.
+            self._pipe.discard(self._pipe.send("Page.handleJavaScriptDialog", {"accept": False}, session))
+            return
+        if method == "Target.detachedFromTarget":
+            page = self._pages.get(params.get("sessionId"))
+            if page is not None:
+                page.detached = True
+            return
+        page = self._pages.get(session) if session is not None else None
+        if page is None:
+            return  # a page of an earlier job, already disposed
+        if method == "Page.lifecycleEvent":
+            if params.get("name") == "load" and params.get("frameId") == page.target:
+                page.loaded.add(params.get("loaderId"))
+        elif method == "Page.frameNavigated":
+            frame = params.get("frame", {})
+            if frame.get("id") == page.target and not frame.get("parentId"):
+                page.loader = frame.get("loaderId")
+        elif method == "Inspector.targetCrashed":
+            page.crashed = True
+
+    # --- jobs ------------------------------------------------------------------
+
+    def run(self, job: JobSpec, budget_s: float) -> Outcome:
+        deadline = time.monotonic() + budget_s
+        pipe = self._pipe
+        page: _Page | None = None
+        context: str | None = None
+        step = "context"
+        try:
+            context = self._context_for(job, deadline)
+            step = "page"
+            target = pipe.call("Target.createTarget", {"url": "about:blank", "browserContextId": context},
+                               deadline=deadline)["targetId"]
+            session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True},
+                                deadline=deadline)["sessionId"]
+            page = self._pages[session] = _Page(target, session)
+            step = "navigate"
+            # Pipelined: Chromium runs a session's commands in order.
+            pipe.discard(pipe.send("Page.enable", None, session))
+            pipe.discard(pipe.send("Page.setLifecycleEventsEnabled", {"enabled": True}, session))
+            pipe.discard(pipe.send("Emulation.setDeviceMetricsOverride", VIEWPORT, session))
+            nav = pipe.call("Page.navigate", {"url": job.url}, session, deadline, page.gone)
+            if nav.get("errorText"):
+                return _failed(step, f"{nav['errorText']} at {job.url}")
+            if page.loader is None:
+                page.loader = nav.get("loaderId")
+            pipe.wait_until(lambda: page.gone() is not None or page.loader is None or page.loader in page.loaded,
+                            deadline, "navigate")
+            if page.gone():
+                return _failed(step, page.gone())
+            if job.wait_for:
+                step = "wait_for"
+                self._evaluate(page, _WAIT_FOR % json.dumps(job.wait_for), deadline)
+            step = "eval" if job.eval else "result"
+            if job.eval:
+                # No deadline on purpose: an expression that never settles is
+                # ended by the watchdog killing this browser.
+                source = job.eval.strip()
+                if _FUNCTION_SOURCE.match(source):
+                    source = f"({source})"
+                value, summary = self._evaluate(page, _EVAL.format(src=json.dumps(source), summary=_SUMMARY), None)
+            else:
+                value, summary = None, self._evaluate(page, _SUMMARY, deadline)
+            shot = None
+            if job.screenshot:
+                step = "screenshot"
+                data = pipe.call("Page.captureScreenshot", {"format": "png"}, session, deadline, page.gone)["data"]
+                shot = base64.b64decode(data)
+            title, length, url, status = summary
+            return results.page_outcome(final_url=url, http_status=status or None, title=title,
+                                        content_length=length, value=value, screenshot=shot)
+        except CdpTimeout:
+            return Outcome("timeout", error=("timeout", f"{step}: the attempt's budget of {budget_s:.1f}s ran out"))
+        except PipeClosed as exc:
+            raise BrowserDied(f"browser died during {step}: {exc}") from None
+        except (CdpError, _EvalError) as exc:
+            return _failed(step, page.gone() if page is not None and page.gone() else str(exc))
+        finally:
+            self._release(page, context, job)
+            self._trim_log()
+
+    def sessions(self) -> tuple[str, ...]:
+        return tuple(self._contexts)
+
+    def _context_for(self, job: JobSpec, deadline: float) -> str:
+        if job.session and job.new_session and job.session in self._contexts:
+            self._dispose(self._contexts.pop(job.session))
+        if job.session and job.session in self._contexts:
+            return self._contexts[job.session]
+        context = self._pipe.call("Target.createBrowserContext", {}, deadline=deadline)["browserContextId"]
+        if job.session:
+            self._contexts[job.session] = context
+        return context
+
+    def _release(self, page: _Page | None, context: str | None, job: JobSpec) -> None:
+        """Dispose of the job's context (a session's context lives on: only its page goes)."""
+        if page is not None:
+            self._pages.pop(page.session, None)
+        if self._pipe is None or self._pipe.closed:
+            return
+        try:
+            if context is not None and not job.session:
+                self._dispose(context)
+            elif page is not None:
+                self._pipe.discard(self._pipe.send("Target.closeTarget", {"targetId": page.target}))
+        except PipeClosed:
+            pass  # noticed by the next heartbeat, or by the caller
+
+    def _dispose(self, context: str) -> None:
+        # Not awaited: the answer need not wait for the renderer to exit, and
+        # the next command on this pipe runs after the disposal anyway.
+        self._pipe.discard(self._pipe.send("Target.disposeBrowserContext", {"browserContextId": context}))
+
+    def _evaluate(self, page: _Page, expression: str, deadline: float | None):
+        """Evaluate in the page's main world, awaiting a promise; the value as plain Python."""
+        reply = self._pipe.call("Runtime.evaluate", {
+            "expression": expression, "awaitPromise": True,
+            "serializationOptions": {"serialization": "deep"},
+        }, page.session, deadline, page.gone)
+        if "exceptionDetails" in reply:
+            raise _EvalError(_exception_text(reply["exceptionDetails"]))
+        return from_deep(reply.get("result", {}).get("deepSerializedValue", {"type": "undefined"}))
+
+
+class _EvalError(Exception):
+    """The page's JavaScript threw (or a promise rejected) while we evaluated."""
+
+
+def _failed(step: str, message: str) -> Outcome:
+    return Outcome("failed", error=(results.error_code(step, message), f"{step}: {results.first_line(message)}"))
+
+
+def _exception_text(details: dict) -> str:
+    exc = details.get("exception") or {}
+    text = exc.get("description") or details.get("text") or "exception"
+    if exc.get("type") == "object" and exc.get("subtype") != "error" and "value" in exc:
+        text = f"{details.get('text', 'Uncaught')} {exc['value']}"
+    return results.first_line(text)
+
+
+def from_deep(node: dict):
+    """A CDP deep-serialized value as JSON-like Python (what JSON.stringify would keep, roughly).
+
+    NaN, infinities and -0 become None or 0 like elsewhere in foxden's answers
+    (msgpack and JSON carry no NaN); dates become ISO strings; maps become
+    dicts; sets become lists; functions, symbols, nodes, windows and the
+    second sight of an object (a cycle) become None."""
+    kind, value = node.get("type"), node.get("value")
+    if value is None:
+        return None  # undefined, null, a repeated reference (a cycle), and whatever has no value
+    if kind == "number":
+        if isinstance(value, str):  # "NaN", "Infinity", "-Infinity", "-0"
+            return 0 if value == "-0" else None
+        return value
+    if kind in ("string", "boolean"):
+        return value
+    if kind == "bigint":
+        return int(value)
+    if kind == "date":
+        return value
+    if kind == "regexp":
+        return f"/{value.get('pattern', '')}/{value.get('flags', '')}"
+    if kind in ("array", "set"):
+        return [from_deep(v) for v in value or []]
+    if kind in ("object", "map"):
+        out = {}
+        for key, val in value or []:
+            out[key if isinstance(key, str) else str(from_deep(key))] = from_deep(val)
+        return out
+    return None
