@@ -205,7 +205,7 @@ class Bench:
         cfg = write_config(self.tmp / "foxden.toml", {
             "daemon": {"state_dir": str(self.tmp / "state"), "admin_port": 0, "grace_s": 5.0},
             "pool": {"engine": "chromium", "executable_path": a.executable_path, "size": a.concurrency,
-                     "launch_timeout_s": 60.0},
+                     "launch_timeout_s": 60.0, "driver": a.foxden_driver},
             "jobs": {"timeout_s": float(a.timeout_s)},
         })
         os.environ[measure.MARKER_ENV] = f"{self.run_id}:foxden-daemon"
@@ -469,7 +469,7 @@ class Bench:
             "config": {"jobs": len(self.jobs), "concurrency": a.concurrency, "repeats": a.repeats, "drivers": drivers,
                        "mix": MIX, "probe_jobs": a.probe_jobs, "seed": a.seed, "timeout_s": a.timeout_s,
                        "crawlee_pages_per_browser": a.crawlee_pages_per_browser or "default (20)",
-                       "chromium_args": self.chromium_args},
+                       "foxden_driver": a.foxden_driver, "chromium_args": self.chromium_args},
             "drivers": {d: DESCRIPTIONS[d] for d in drivers},
             "versions": measure.versions(a.executable_path),
             "foxden_daemon_startup_s": round(getattr(self, "daemon_startup_s", 0.0), 2) or None,
@@ -609,6 +609,9 @@ def parse_args(argv=None):
     p.add_argument("--executable-path", default="/usr/bin/chromium", help="the Chromium binary for every driver")
     p.add_argument("--crawlee-pages-per-browser", type=int, default=0,
                    help="Crawlee's max_open_pages_per_browser (0 = its default, 20); 1 = one browser per slot")
+    p.add_argument("--foxden-driver", default="auto", choices=("auto", "cdp", "playwright"),
+                   help="foxden's [pool] driver (auto = its own CDP connection; playwright = a Playwright driver "
+                        "per browser, the design before the CDP driver)")
     p.add_argument("--json-only", action="store_true", help="only the JSON lines, no table on stderr")
     p.add_argument("--smoke", action="store_true",
                    help="about a minute: 8 jobs, concurrency 2, 1 repeat, 5 probe rounds")

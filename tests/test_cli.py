@@ -97,6 +97,13 @@ def test_missing_browser_binary_is_a_clear_startup_error(tmp_path):
     assert procs.find_marked(procs.state_tag(tmp_path / "s") + ":") == []
 
 
+def test_the_cdp_driver_for_a_firefox_engine_is_refused_at_startup(tmp_path):
+    cfg = write_config(tmp_path / "c.toml", {"daemon": {"state_dir": str(tmp_path / "s"), "admin_port": 0},
+                                             "pool": {"engine": "firefox", "driver": "cdp"}})
+    r = foxden("run", "-c", str(cfg))
+    assert r.returncode == 2 and "[pool] driver: cdp drives chromium only" in r.stderr, r.stderr
+
+
 def test_camoufox_without_its_binary_is_a_clear_startup_error(tmp_path):
     cfg = write_config(tmp_path / "c.toml", {"daemon": {"state_dir": str(tmp_path / "s"), "admin_port": 0},
                                              "pool": {"engine": "camoufox"}})

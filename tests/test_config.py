@@ -41,6 +41,7 @@ def test_default_values(tmp_path):
     assert cfg.daemon.token is None
     assert cfg.pool.executable_path is None
     assert cfg.pool.args == ()
+    assert cfg.pool.driver == "auto"
     assert cfg.source is None
 
 
@@ -179,6 +180,11 @@ def test_bad_enum_value_suggests(tmp_path):
     assert err.key == "pool.engine"
     assert 'got "chrome"' in str(err) and 'did you mean "chromium"?' in str(err)
     assert '"camoufox"' in str(err)
+
+
+def test_unknown_driver_is_refused(tmp_path):
+    err = error_for(tmp_path, {"pool": {"driver": "puppeteer"}})
+    assert err.key == "pool.driver" and '"cdp"' in str(err) and '"playwright"' in str(err)
 
 
 def test_socket_path_too_long(tmp_path):

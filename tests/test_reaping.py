@@ -120,6 +120,8 @@ def test_process_table_walks_the_same_tree_as_psutil():
         assert sorted(table.descendants(top.pid)) == expected
         assert sorted(table.children(top.pid)) == sorted(p.pid for p in psutil.Process(top.pid).children())
         assert table.descendants(2 ** 22 + 1) == []  # no such pid: empty, no error
+        assert table.tree(top.pid) == [top.pid, *table.descendants(top.pid)]
+        assert table.tree(2 ** 22 + 1) == [] and table.tree(None) == []
     finally:
         for p in procs.descendants(top.pid):
             p.kill()

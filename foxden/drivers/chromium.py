@@ -242,6 +242,7 @@ class ChromiumDriver(Driver):
         pipe = self._pipe
         page: _Page | None = None
         context: str | None = None
+        target: str | None = None
         step = "context"
         try:
             context = self._context_for(job, deadline)
@@ -293,7 +294,7 @@ class ChromiumDriver(Driver):
         except (CdpError, _EvalError) as exc:
             return _failed(step, page.gone() if page is not None and page.gone() else str(exc))
         finally:
-            self._release(page, context, job)
+            self._release(page, target, context, job)
             self._trim_log()
 
     def sessions(self) -> tuple[str, ...]:
@@ -309,7 +310,7 @@ class ChromiumDriver(Driver):
             self._contexts[job.session] = context
         return context
 
-    def _release(self, page: _Page | None, context: str | None, job: JobSpec) -> None:
+    def _release(self, page: _Page | None, target: str | None, context: str | None, job: JobSpec) -> None:
         """Dispose of the job's context (a session's context lives on: only its page goes)."""
         if page is not None:
             self._pages.pop(page.session, None)
@@ -318,8 +319,8 @@ class ChromiumDriver(Driver):
         try:
             if context is not None and not job.session:
                 self._dispose(context)
-            elif page is not None:
-                self._pipe.discard(self._pipe.send("Target.closeTarget", {"targetId": page.target}))
+            elif target is not None:
+                self._pipe.discard(self._pipe.send("Target.closeTarget", {"targetId": target}))
         except PipeClosed:
             pass  # noticed by the next heartbeat, or by the caller
 
