@@ -43,6 +43,7 @@ class DaemonConfig:
     multi_host: bool
     log_level: str
     log_format: str
+    nice: int  # the control plane's nice value, where the daemon may set it (see procs.raise_priority)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class PoolConfig:
     idle_shrink_s: float
     memory_headroom_mb: int
     launch_concurrency: int  # browsers starting at once, at most
+    browser_nice: int  # browsers run this many nice levels below the control plane
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _daemon(s: _Section) -> DaemonConfig:
         multi_host=s.boolean("multi_host", False),
         log_level=s.choice("log_level", "info", ("debug", "info", "warning", "error")),
         log_format=s.choice("log_format", "text", ("text", "json")),
+        nice=s.integer("nice", -10, -20, 19),
     )
 
 
@@ -247,6 +250,7 @@ def _pool(s: _Section) -> PoolConfig:
         idle_shrink_s=s.number("idle_shrink_s", 60.0, gt=0),
         memory_headroom_mb=s.integer("memory_headroom_mb", 1024, 0),
         launch_concurrency=s.integer("launch_concurrency", 0, 0, 64) or max(2, os.cpu_count() or 2),
+        browser_nice=s.integer("browser_nice", 10, 0, 19),
     )
 
 

@@ -119,6 +119,13 @@ class Daemon:
             raise StartupError(f"[pool] driver: cdp drives chromium only, and the engine is {choice.name}"
                                " (use driver = \"auto\" or \"playwright\")", EXIT_CONFIG)
         log.info("engine: %s (%s), driver %s", choice.name, choice.reason, driver)
+        # Before anything is forked: every actor inherits it. The browsers run
+        # [pool] browser_nice levels below, so that the watchdog, heartbeats
+        # and status never wait for a CPU behind fifty renderers.
+        nice = procs.set_nice(self.config.daemon.nice)
+        if nice != self.config.daemon.nice:
+            log.info("control plane at nice %d: nice %d needs root, CAP_SYS_NICE or systemd's Nice=", nice,
+                     self.config.daemon.nice)
         os.makedirs(self.state_dir, exist_ok=True)
         self._lock_pid_file()
         self._reap_earlier_instances()

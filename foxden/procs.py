@@ -301,6 +301,35 @@ def become_subreaper() -> bool:
         return False
 
 
+def set_nice(value: int) -> int:
+    """Set this process's nice value where the kernel allows it; returns the value it has now.
+
+    Raising priority (a lower value) needs root, CAP_SYS_NICE or a start at
+    that value (systemd's Nice=); without, this process keeps its own."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+    except OSError:
+        pass
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def renice(pids: Iterable[int], value: int) -> None:
+    """Set the nice value of every thread of the given processes (best effort: gone ones are skipped).
+
+    Linux keeps a nice value per thread, and setpriority() on a pid reaches
+    only its main thread, so each thread is set."""
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, value)
+            except OSError:
+                pass
+
+
 def available_memory() -> int:
     """Bytes that can be used without swapping: the machine's, or the cgroup's if lower."""
     available = psutil.virtual_memory().available

@@ -7,21 +7,16 @@ import os
 import time
 from dataclasses import dataclass
 
-import psutil
 from thespian.actors import WakeupMessage
 
 from foxden import procs
 from foxden.actors.base import FoxdenActor
+from foxden.memwatch import MemWatch
 from foxden.supervisor.actor import EXIT_NOTICE_GRACE_S, RETIREMENTS
 from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, StatusQuery, StatusReport
 
 log = logging.getLogger("foxden.admin")
 
-# A browser's PSS in status is re-read when older than PSS_TTL_S seconds, at
-# most PSS_READS_PER_STATUS browsers per status (the rest keep their last
-# value): see Admin._pss.
-PSS_TTL_S = 2.0
-PSS_READS_PER_STATUS = 8
 # A failing check is sampled again up to this many times (each ~1.5 s later);
 # only a discrepancy found in every sample is reported (see AdminActor).
 RECHECKS = 3
@@ -44,7 +39,7 @@ def check_invariants(disp_before: dict, sup: dict, disp_after: dict, actor_pids:
     """The violations in one snapshot chain, and the browsers it could not judge.
 
     1. The derived live count equals the number of live browser actor
-       processes (children of the supervisor process, found by psutil),
+       processes (children of the supervisor process, read from /proc),
        checked pid by pid: every child the supervisor knows by pid is alive,
        and every actor process is a known child or one whose first message
        (with its pid) has not arrived yet.
@@ -146,12 +141,11 @@ class AdminActor(FoxdenActor):
         self.instance = ""
         self.supervisor = None
         self.dispatcher = None
-        self.pending: dict[int, tuple] = {}
+        self.pending: dict[int, tuple] = {}  # chain id -> (request, when the chain was sent)
         self.ids = itertools.count(1)
         self.started = time.time()
         self.last_violations: list[str] = []
-        self.pss_cache: dict[int, tuple[float, int]] = {}  # actor pid -> (monotonic time, PSS of its tree)
-        self.pss_reads = 0  # smaps reads made for the status being built
+        self.memwatch = MemWatch()  # browsers' PSS, read off the status path
 
     def receiveMsg_InitAdmin(self, msg: InitAdmin, sender) -> None:
         self.config, self.instance = msg.config, msg.instance
@@ -159,19 +153,22 @@ class AdminActor(FoxdenActor):
         self.send(sender, Initialized("admin", os.getpid()))
 
     def receiveMsg_StatusQuery(self, msg: StatusQuery, sender) -> None:
-        self._sample((sender, msg.tag, None, RECHECKS))
+        self._sample((sender, msg.tag, None, RECHECKS, time.monotonic()))
 
     def _sample(self, request: tuple) -> None:
         qid = next(self.ids)
-        self.pending[qid] = request
+        self.pending[qid] = (request, time.monotonic())
         self.send(self.dispatcher, StateQuery(qid, self.myAddress))
 
     def receiveMsg_StateQuery(self, msg: StateQuery, sender) -> None:
-        request = self.pending.pop(msg.tag, None)
-        if request is None or msg.dispatcher_after is None:
+        pending = self.pending.pop(msg.tag, None)
+        if pending is None or msg.dispatcher_after is None:
             return
-        asker, tag, first, rechecks = request
-        pids = _actor_pids(msg.supervisor["pid"])
+        (asker, tag, first, rechecks, asked), chain_started = pending
+        chain_done = time.monotonic()
+        # One read of /proc serves the live check and the document.
+        table = procs.ProcessTable()
+        pids = set(table.children(msg.supervisor["pid"]))
         violations, unsettled = check_invariants(msg.dispatcher_before, msg.supervisor, msg.dispatcher_after, pids)
         if first is not None:
             violations = confirmed(first, violations)
@@ -181,11 +178,18 @@ class AdminActor(FoxdenActor):
             # a starved supervisor's tick can come later, hence more than one.
             recheck = EXIT_NOTICE_GRACE_S + self.config.watchdog.interval_s + 0.25
             keys = frozenset(v.key for v in violations)
-            self.wakeupAfter(recheck, payload=("recheck", asker, tag, keys, rechecks - 1))
+            self.wakeupAfter(recheck, payload=("recheck", asker, tag, keys, rechecks - 1, asked))
             return
         texts = [v.text for v in violations]
         self._log_change(texts)
-        self.send(asker, StatusReport(tag, self._document(msg, texts, unsettled)))
+        doc = self._document(msg, texts, unsettled, table)
+        # Where a slow status spent its time: the last snapshot chain through
+        # the dispatcher and the supervisor, reading /proc, and any re-checks.
+        doc["sample_ms"] = {"total": round((time.monotonic() - asked) * 1000, 1),
+                            "last_chain": round((chain_done - chain_started) * 1000, 1),
+                            "document": round((time.monotonic() - chain_done) * 1000, 1),
+                            "rechecks": RECHECKS - rechecks}
+        self.send(asker, StatusReport(tag, doc))
 
     def _log_change(self, violations: list[str]) -> None:
         """Log the invariant check only when its result changes (not on every status query)."""
@@ -199,44 +203,25 @@ class AdminActor(FoxdenActor):
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender) -> None:
         if isinstance(msg.payload, tuple) and msg.payload[0] == "recheck":
-            _, asker, tag, first, rechecks = msg.payload
-            self._sample((asker, tag, first, rechecks))
+            _, asker, tag, first, rechecks, asked = msg.payload
+            self._sample((asker, tag, first, rechecks, asked))
 
-    def _pss(self, actor_pid: int | None, tree: list[int]) -> int:
-        """A browser tree's PSS, re-read at most every PSS_TTL_S.
-
-        Reading smaps costs ~1-2 ms per Chromium process; `status --watch`,
-        metrics scrapes and the chaos sampler ask several times a second."""
-        if not actor_pid:
-            return 0
-        now = time.monotonic()
-        hit = self.pss_cache.get(actor_pid)
-        if hit is not None and (now - hit[0] < PSS_TTL_S or self.pss_reads >= PSS_READS_PER_STATUS):
-            return hit[1]  # stale rather than read 500 smaps in one status of 50 browsers
-        self.pss_reads += 1
-        value = procs.pss_bytes(tree)
-        self.pss_cache[actor_pid] = (now, value)
-        if len(self.pss_cache) > 1024:  # forget actors long gone
-            self.pss_cache = {p: v for p, v in self.pss_cache.items() if now - v[0] < PSS_TTL_S}
-        return value
-
-    def _document(self, chain: StateQuery, violations: list[str], unsettled: list[str]) -> dict:
+    def _document(self, chain: StateQuery, violations: list[str], unsettled: list[str],
+                  table: procs.ProcessTable) -> dict:
         sup, disp = chain.supervisor, chain.dispatcher_after
         running_ids = disp.get("running_ids", {})
         children = []
         by_state = {"starting": 0, "idle": 0, "busy": 0, "stopping": 0}
-        table = procs.ProcessTable()
-        self.pss_reads = 0
+        self.memwatch.watch(c["pid"] for c in sup["children"])
         for c in sup["children"]:
             by_state[c["state"]] = by_state.get(c["state"], 0) + 1
             # Browsers start renderers as they go: list what runs now.
             bpids = table.tree(c["browser_pids"][0]) if c["browser_pids"] else []
-            tree = [c["pid"], *table.descendants(c["pid"])] if c["pid"] else []
             children.append({
                 "id": c["id"], "pid": c["pid"], "browser_pids": bpids, "engine": c["engine"],
                 "version": c["version"], "state": c["state"], "job": c["job"], "jobs_done": c["jobs_done"],
                 "started_at": c["started_at"], "age_s": c["age_s"], "sessions": c["sessions"],
-                "pss_bytes": self._pss(c["pid"], tree),
+                "pss_bytes": self.memwatch.pss(c["pid"]) if c["pid"] else 0,
             })
         return {
             "instance": self.instance,
@@ -261,10 +246,3 @@ class AdminActor(FoxdenActor):
             # unsettled: browsers with a job message in transit, not judged by this sample
             "invariants": {"ok": not violations, "violations": violations, "checks": 3, "unsettled": unsettled},
         }
-
-
-def _actor_pids(supervisor_pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(supervisor_pid).children() if procs.alive(p)}
-    except psutil.Error:
-        return set()

@@ -28,7 +28,8 @@ def open_driver(choice, pool, tmpdir: str) -> Driver:
 
         command = engines.chromium_command(choice, headless=pool.headless, extra_args=pool.args,
                                            user_data_dir=os.path.join(tmpdir, "profile"))
-        return ChromiumDriver(command, launch_timeout_s=pool.launch_timeout_s, log_dir=tmpdir)
+        return ChromiumDriver(command, launch_timeout_s=pool.launch_timeout_s, log_dir=tmpdir,
+                              nice=pool.browser_nice)
     from foxden.drivers.playwright_driver import PlaywrightDriver
 
-    return PlaywrightDriver(choice, headless=pool.headless, extra_args=pool.args)
+    return PlaywrightDriver(choice, headless=pool.headless, extra_args=pool.args, nice=pool.browser_nice)

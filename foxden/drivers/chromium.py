@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import re
-import signal
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -93,9 +93,10 @@ class ChromiumDriver(Driver):
 
     engine = "chromium"
 
-    def __init__(self, command: list[str], *, launch_timeout_s: float, log_dir: str):
+    def __init__(self, command: list[str], *, launch_timeout_s: float, log_dir: str, nice: int = 0):
         super().__init__()
         self._command = command
+        self._nice = nice
         self._log_path = os.path.join(log_dir, LOG_NAME)
         self._launch_timeout_s = launch_timeout_s
         self._pid: int | None = None
@@ -108,6 +109,15 @@ class ChromiumDriver(Driver):
 
     def launch(self) -> None:
         """Start Chromium with its CDP pipe on fds 3 and 4 and wait for its first answer."""
+        binary = self._command[0]
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise EngineUnavailable(f"chromium: cannot start {binary}: not an executable file; {FIXES['chromium']}")
+        argv = self._command
+        # Below the control plane from its first instruction on (every thread
+        # and process it starts inherits it): `nice` execs Chromium in place.
+        nice_tool = shutil.which("nice") if self._nice else None
+        if nice_tool:
+            argv = [nice_tool, "-n", str(self._nice), *self._command]
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         # Chromium needs the pipe at exactly fds 3 and 4; move our ends out of
@@ -118,7 +128,7 @@ class ChromiumDriver(Driver):
         to_child_r, to_child_w, from_child_r, from_child_w = fds
         try:
             self._pid = os.posix_spawn(
-                self._command[0], self._command, dict(os.environ),
+                argv[0], argv, dict(os.environ),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 1, self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
@@ -137,6 +147,8 @@ class ChromiumDriver(Driver):
                                     f" {FIXES['chromium']}") from None
         os.close(to_child_r)
         os.close(from_child_w)
+        if self._nice and not nice_tool:  # no `nice` binary: at once, before Chromium forks its helpers
+            procs.renice([self._pid], os.getpriority(os.PRIO_PROCESS, 0) + self._nice)
         self._pipe = CdpPipe(from_child_r, to_child_w, self._on_event)
         deadline = time.monotonic() + self._launch_timeout_s
         try:

@@ -24,9 +24,10 @@ _SUMMARY_JS = ("() => [document.title || '', "
 class PlaywrightDriver(Driver):
     """One browser behind its own Playwright driver process (node), which this actor starts and owns."""
 
-    def __init__(self, choice, *, headless: bool, extra_args=()):
+    def __init__(self, choice, *, headless: bool, extra_args=(), nice: int = 0):
         super().__init__()
         self._choice = choice
+        self._nice = nice
         self._headless = headless
         self._extra_args = tuple(extra_args)
         self.engine = choice.name
@@ -48,6 +49,12 @@ class PlaywrightDriver(Driver):
         self.version = engines.engine_version(self._browser).split(" ", 1)[-1]
         pids = procs.browser_pids(os.getpid())
         self._main_pid = pids[0] if pids else None
+        if self._nice:
+            # Playwright starts the driver and the browser itself, so they are
+            # moved below the control plane once up; the browser's later
+            # processes inherit it from its main process.
+            procs.renice([p.pid for p in procs.descendants(os.getpid())],
+                         os.getpriority(os.PRIO_PROCESS, 0) + self._nice)
 
     def pids(self) -> list[int]:
         if not self._main_pid or not procs.pid_alive(self._main_pid):
