@@ -47,3 +47,15 @@ def test_bench_smoke():
     assert all(v == 0 for v in summary["errors"].values()), detail
     assert all(v == 0 for v in summary["left"].values()), detail
     assert proc.returncode == 0, detail
+
+
+def test_cpusplit_smoke():
+    """`python -m bench.cpusplit` splits both drivers' Chromium CPU by process type."""
+    proc = subprocess.run([sys.executable, "-m", "bench.cpusplit", "--jobs", "4"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    for name in ("foxden_cdp", "playwright"):
+        kinds = out[name]["by_kind_ms_per_job"]
+        assert out[name]["cpu_ms_per_job"] > 0 and "browser" in kinds, out
+    assert "node" in out["playwright"]["by_kind_ms_per_job"] and "node" not in out["foxden_cdp"]["by_kind_ms_per_job"]
