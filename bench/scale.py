@@ -185,8 +185,22 @@ def tree_pss(root_pid: int) -> dict:
             "by_kind_mb": {k: round(v / 2**20, 1) for k, v in sorted(by_kind.items())}}
 
 
-def control_plane_rss(daemon: DaemonProcess, st: dict) -> dict[str, int]:
-    """RSS (bytes) of every Python process of the daemon that is not a browser actor, keyed by role or pid."""
+def rss_split(pid: int) -> dict[str, int]:
+    """RssAnon (heap: what a leak grows) and RssFile (code and libraries paged in) of pid, in KiB."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    key, value = line.split(":", 1)
+                    out["anon_kb" if key == "RssAnon" else "file_kb"] = int(value.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def _control_plane_pids(daemon: DaemonProcess, st: dict) -> dict[str, int]:
+    """Every Python process of the daemon that is not a browser actor, keyed by role (or "pid<N>")."""
     actors = {c["pid"] for c in st["children"] if c["pid"]}
     roles = {pid: role for role, pid in st["pids"].items()}
     out = {}
@@ -195,8 +209,18 @@ def control_plane_rss(daemon: DaemonProcess, st: dict) -> dict[str, int]:
         try:
             if p.pid in actors or measure.kind_of(p.name(), (p.cmdline() or [""])[0]) != "python":
                 continue
-            role = "daemon" if p.pid == root.pid else roles.get(p.pid, f"pid{p.pid}")
-            out[role] = p.memory_info().rss
+        except psutil.Error:
+            continue
+        out["daemon" if p.pid == root.pid else roles.get(p.pid, f"pid{p.pid}")] = p.pid
+    return out
+
+
+def control_plane_rss(daemon: DaemonProcess, st: dict) -> dict[str, int]:
+    """RSS (bytes) of every control-plane process, keyed by role."""
+    out = {}
+    for role, pid in _control_plane_pids(daemon, st).items():
+        try:
+            out[role] = psutil.Process(pid).memory_info().rss
         except psutil.Error:
             continue
     return out
@@ -289,9 +313,12 @@ def soak_check(args) -> int:
                 with lock:
                     st = daemon.status()
                     rss = control_plane_rss(daemon, st)
+                    split = {r: rss_split(p) for r, p in _control_plane_pids(daemon, st).items()}
                     checkpoints.append({"jobs": done, "t_s": round(time.monotonic() - t0, 1),
                                         "rss_kb": {k: v // 1024 for k, v in sorted(rss.items())},
-                                        "total_kb": sum(rss.values()) // 1024})
+                                        "total_kb": sum(rss.values()) // 1024,
+                                        "anon_kb": sum(v.get("anon_kb", 0) for v in split.values()),
+                                        "file_kb": sum(v.get("file_kb", 0) for v in split.values())})
                 _say(f"{done}/{args.jobs}: control plane {sum(rss.values()) / 2**20:.1f} MB")
 
         out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
@@ -305,6 +332,9 @@ def soak_check(args) -> int:
             out["growth_mb_per_10k_jobs"] = round(grown / 1024 * 10_000 / per, 2)
             out["growth_kb_by_role"] = {r: last["rss_kb"].get(r, 0) - first["rss_kb"].get(r, 0)
                                         for r in last["rss_kb"]}
+            # Heap against pages of code and libraries touched for the first time.
+            out["growth_anon_kb"] = last["anon_kb"] - first["anon_kb"]
+            out["growth_file_kb"] = last["file_kb"] - first["file_kb"]
         st = daemon.status()
         out["restarts"] = st["restarts"]
         out["invariant_violations"] = st["invariants"]["violations"]

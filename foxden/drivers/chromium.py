@@ -177,20 +177,21 @@ class ChromiumDriver(Driver):
 
     def close(self, timeout_s: float) -> None:
         """Ask Chromium to close, wait up to timeout_s for it to exit, then SIGKILL it. Idempotent."""
-        if self._pipe is None or self._exited:
+        if self._pipe is None:
             return
-        deadline = time.monotonic() + timeout_s
-        try:
-            self._pipe.call("Browser.close", deadline=deadline)
-        except (PipeClosed, CdpTimeout, CdpError):
-            pass  # it exits before it answers, or it is frozen: the wait below decides
-        while not self._reaped() and time.monotonic() < deadline:
-            time.sleep(0.01)
         if not self._reaped():
-            procs.kill_pids([self._pid])
-            end = time.monotonic() + 2.0
-            while not self._reaped() and time.monotonic() < end:
+            deadline = time.monotonic() + timeout_s
+            try:
+                self._pipe.call("Browser.close", deadline=deadline)
+            except (PipeClosed, CdpTimeout, CdpError):
+                pass  # it exits before it answers, or it is frozen: the wait below decides
+            while not self._reaped() and time.monotonic() < deadline:
                 time.sleep(0.01)
+            if not self._reaped():
+                procs.kill_pids([self._pid])
+                end = time.monotonic() + 2.0
+                while not self._reaped() and time.monotonic() < end:
+                    time.sleep(0.01)
         self._pipe.close()
 
     def _reaped(self) -> bool:
