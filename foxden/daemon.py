@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
+import gc
 import os
 import shutil
 import signal
@@ -139,6 +140,14 @@ class Daemon:
         from foxden import safepickle
 
         safepickle.install(loopback_only=not self.config.daemon.multi_host)
+        # Every actor process is forked from here (through Thespian's admin).
+        # Frozen, the objects we have now are never visited by an actor's
+        # garbage collector: their pages stay shared, and an actor's first
+        # full collection does not page in every extension module it has
+        # inherited (it did: +0.4 MB of RssFile each in the dispatcher and
+        # the gateway, once, around their 2,000th and 4,000th job).
+        gc.collect()
+        gc.freeze()
 
         self.asys = ActorSystem(
             "multiprocTCPBase",
