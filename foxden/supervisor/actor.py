@@ -442,7 +442,7 @@ class SupervisorActor(FoxdenActor):
         on them. A create time that differs means the pid now names another
         process: that one is left alone."""
         known = [(child.pid, child.pid_created)]
-        if child.browser_pids:
+        if child.browser_pids and child.main_created is not None:
             known.append((child.browser_pids[0], child.main_created))
         return procs.processes(pid for pid, created in known if procs.pid_alive(pid, created))
 
