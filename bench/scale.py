@@ -3,7 +3,7 @@
 ``browsers``: start N browsers (default 50), time until all are idle, total
 PSS of the whole process tree, then run light jobs while comparing, several
 times a second, the supervisor's derived live count with the browsers the
-operating system really has (Playwright drivers carrying a browser's marker).
+operating system really has (Chromium main processes or Playwright drivers carrying a browser's marker).
 
 ``soak``: run many light jobs (default 10,000) through a small pool and
 record the RSS of every control-plane process (supervisor, dispatcher,

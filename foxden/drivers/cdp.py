@@ -54,6 +54,7 @@ class CdpPipe:
         self._discarded: set[int] = set()
         self._buffer = bytearray()
         self._closed = False
+        self._poller = None
 
     @property
     def closed(self) -> bool:
@@ -137,7 +138,11 @@ class CdpPipe:
         if self._closed:
             raise PipeClosed(f"{what}: the browser's pipe is closed")
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([self._rfd], [], [], timeout)
+        # poll, not select: select cannot watch a descriptor numbered 1024 or more.
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._rfd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        ready = self._poller.poll(None if timeout is None else timeout * 1000.0)
         if not ready:
             if quiet:
                 return
