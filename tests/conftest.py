@@ -29,6 +29,27 @@ def merged(overrides: dict) -> dict:
     return out
 
 
+# What Playwright and Chromium leave in the system temp dir when a browser is
+# killed before it can clean up; foxden's browsers keep theirs under the state dir.
+_BROWSER_TEMP_PREFIXES = ("playwright", "org.chromium.Chromium", "rust_mozprofile")
+
+
+def _browser_temp_entries() -> set[str]:
+    tmp = tempfile.gettempdir()
+    return {n for n in os.listdir(tmp) if n.startswith(_BROWSER_TEMP_PREFIXES)}
+
+
+@pytest.fixture(autouse=True)
+def no_browser_files_left_in_tmp():
+    """Every test: no browser profile or artifact dir of its making is left in /tmp."""
+    before = _browser_temp_entries()
+    yield
+    new = _browser_temp_entries() - before
+    for n in new:
+        shutil.rmtree(os.path.join(tempfile.gettempdir(), n), ignore_errors=True)
+    assert not new, f"the test left browser files in {tempfile.gettempdir()}: {sorted(new)}"
+
+
 @pytest.fixture(scope="session")
 def site():
     with Site() as s:

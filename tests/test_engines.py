@@ -239,14 +239,18 @@ def test_camoufox_options_turn_every_download_off(monkeypatch, no_network, fake_
 # --- launch -------------------------------------------------------------------
 
 
-def test_launch_turns_a_missing_binary_into_engine_unavailable(tmp_path):
+def test_launch_turns_a_missing_binary_into_engine_unavailable(tmp_path, monkeypatch):
+    # Playwright makes its profile and artifacts dirs before it finds the binary
+    # missing, and leaves them; foxden's browsers get a TMPDIR of their own for that.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     gone = EngineChoice("chromium", str(tmp_path / "gone"), "test")
     with sync_playwright() as p:
         with pytest.raises(EngineUnavailable, match="apt-get install -y chromium"):
             launch(p, gone)
 
 
-def test_launch_turns_an_unrunnable_binary_into_engine_unavailable(tmp_path):
+def test_launch_turns_an_unrunnable_binary_into_engine_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     path = tmp_path / "firefox"
     path.write_text("")
     path.chmod(0o644)
