@@ -46,7 +46,9 @@ def _kill_a_browser_mid_job(daemon: DaemonProcess, site: Site, answers: dict) ->
     """Submit a slow job, SIGKILL its browser's main process while it runs; the job is retried."""
     def run():
         with daemon.client() as c:
-            answers["killed-mid-job"] = c.submit(site.url("/slow?ms=2500"), id="killed-mid-job")
+            # A deadline of its own: the retry runs on a browser launched a moment
+            # ago, and on a loaded box a first page there can take seconds.
+            answers["killed-mid-job"] = c.submit(site.url("/slow?ms=2500"), id="killed-mid-job", timeout_s=10.0)
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
