@@ -414,10 +414,12 @@ class SupervisorActor(FoxdenActor):
             child.last_pong = time.monotonic()
 
     def _kill(self, child: Child, reason: str, detail: str = "") -> None:
-        """SIGKILL a child's actor process and every process carrying its marker.
+        """SIGKILL a child's actor process and its browser's main process.
 
-        Bookkeeping is left to ChildActorExited, which Thespian delivers a few
-        ms after the actor process dies."""
+        Nothing else: the rest of its processes (found by marker), the wait for
+        them to be gone and its files are the one cleanup path's, run on the
+        ChildActorExited that Thespian delivers a few ms after the actor dies.
+        Killing the browser's main here too stops a hung page at once."""
         if child.exit_reason is None:
             child.exit_reason, child.exit_detail = reason, detail
         if child.kill_at is None:
@@ -428,7 +430,6 @@ class SupervisorActor(FoxdenActor):
         child.state, child.kill_at = "stopping", time.monotonic()
         pids = [p.pid for p in self._known_processes(child)] if child.pid else self._unclaimed_pids()
         procs.kill_pids(pids)
-        procs.kill_and_wait(procs.find_marked(child.marker, path=child.tmpdir + "/"), timeout=0.5)
 
     def _known_processes(self, child: Child) -> list[psutil.Process]:
         """The child's actor and its browser's main process, by the pids they reported.
