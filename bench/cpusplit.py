@@ -24,9 +24,6 @@ from bench import measure
 from bench.drivers import EXPR
 from bench.run import Site, job_list
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
 def _kind(argv: list[bytes]) -> str:
     exe = os.path.basename(argv[0].decode(errors="replace")) if argv else "?"
     if "crashpad" in exe:
@@ -37,31 +34,27 @@ def _kind(argv: list[bytes]) -> str:
     return "browser" if "chrom" in exe else exe
 
 
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read().rstrip(b"\0")
+    except OSError:
+        return []
+    # Chromium rewrites its command line as one string with spaces.
+    return raw.split(b"\0") if b"\0" in raw else raw.split(b" ")
+
+
 def tree_cpu(root: int) -> collections.Counter:
     """CPU seconds of root's descendants by kind: own time, and reaped children's as '<kind> (reaped)'."""
-    kids: dict[int, list] = collections.defaultdict(list)
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                raw = f.read().rstrip(b"\0")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        # Chromium rewrites its command line as one string with spaces.
-        argv = raw.split(b"\0") if b"\0" in raw else raw.split(b" ")
-        kids[int(fields[1])].append((int(name), fields, argv))
     out: collections.Counter = collections.Counter()
-    todo = [root]
-    while todo:
-        for pid, fields, argv in kids.get(todo.pop(), []):
-            kind = _kind(argv)
-            out[kind] += (int(fields[11]) + int(fields[12])) / _TICK
-            out[f"{kind} (reaped)"] += (int(fields[13]) + int(fields[14])) / _TICK
-            todo.append(pid)
+    for st in measure.tree_stats([root]):  # the benchmark's own /proc walk, zombies included
+        if st.pid == root:
+            continue
+        argv = _argv(st.pid)
+        # A zombie's command line is empty: name it by what is left, its comm.
+        kind = _kind(argv) if any(argv) else f"exited {st.comm}"
+        out[kind] += st.cpu
+        out[f"{kind} (reaped)"] += st.cpu_children
     return out
 
 
