@@ -185,15 +185,16 @@ def tree_pss(root_pid: int) -> dict:
             "by_kind_mb": {k: round(v / 2**20, 1) for k, v in sorted(by_kind.items())}}
 
 
-def rss_split(pid: int) -> dict[str, int]:
-    """RssAnon (heap: what a leak grows) and RssFile (code and libraries paged in) of pid, in KiB."""
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS, RssAnon (heap: what a leak grows) and RssFile (code and libraries paged in) of pid, in KiB."""
+    keys = {"VmRSS": "rss_kb", "RssAnon": "anon_kb", "RssFile": "file_kb"}
     out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith(("RssAnon:", "RssFile:")):
-                    key, value = line.split(":", 1)
-                    out["anon_kb" if key == "RssAnon" else "file_kb"] = int(value.split()[0])
+                key, _, value = line.partition(":")
+                if key in keys:
+                    out[keys[key]] = int(value.split()[0])
     except OSError:
         pass
     return out
@@ -215,14 +216,13 @@ def _control_plane_pids(daemon: DaemonProcess, st: dict) -> dict[str, int]:
     return out
 
 
-def control_plane_rss(daemon: DaemonProcess, st: dict) -> dict[str, int]:
-    """RSS (bytes) of every control-plane process, keyed by role."""
+def control_plane_memory(daemon: DaemonProcess, st: dict) -> dict[str, dict[str, int]]:
+    """memory_kb() of every control-plane process that is still there, keyed by role."""
     out = {}
     for role, pid in _control_plane_pids(daemon, st).items():
-        try:
-            out[role] = psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            continue
+        mem = memory_kb(pid)
+        if "rss_kb" in mem:
+            out[role] = mem
     return out
 
 
@@ -312,14 +312,13 @@ def soak_check(args) -> int:
             if done % args.checkpoint == 0:
                 with lock:
                     st = daemon.status()
-                    rss = control_plane_rss(daemon, st)
-                    split = {r: rss_split(p) for r, p in _control_plane_pids(daemon, st).items()}
-                    checkpoints.append({"jobs": done, "t_s": round(time.monotonic() - t0, 1),
-                                        "rss_kb": {k: v // 1024 for k, v in sorted(rss.items())},
-                                        "total_kb": sum(rss.values()) // 1024,
-                                        "anon_kb": sum(v.get("anon_kb", 0) for v in split.values()),
-                                        "file_kb": sum(v.get("file_kb", 0) for v in split.values())})
-                _say(f"{done}/{args.jobs}: control plane {sum(rss.values()) / 2**20:.1f} MB")
+                    mem = control_plane_memory(daemon, st)
+                    cp = {"jobs": done, "t_s": round(time.monotonic() - t0, 1),
+                          "rss_kb": {role: m["rss_kb"] for role, m in sorted(mem.items())}}
+                    for key, field in (("total_kb", "rss_kb"), ("anon_kb", "anon_kb"), ("file_kb", "file_kb")):
+                        cp[key] = sum(m.get(field, 0) for m in mem.values())
+                    checkpoints.append(cp)
+                _say(f"{done}/{args.jobs}: control plane {cp['total_kb'] / 1024:.1f} MB")
 
         out["jobs"] = run_jobs(daemon, site, args.jobs, args.concurrency, 30.0, on_answer)
         checkpoints.sort(key=lambda c: c["jobs"])

@@ -1,4 +1,4 @@
-"""The benchmark harness still runs: `python -m bench.run --smoke`, end to end (the only bench part in `make test`)."""
+"""The benchmark harness still runs: `bench.run --smoke`, `bench.cpusplit` and `bench.scale soak`, briefly, end to end."""
 from __future__ import annotations
 
 import json
@@ -59,3 +59,20 @@ def test_cpusplit_smoke():
         kinds = out[name]["by_kind_ms_per_job"]
         assert out[name]["cpu_ms_per_job"] > 0 and "browser" in kinds, out
     assert "node" in out["playwright"]["by_kind_ms_per_job"] and "node" not in out["foxden_cdp"]["by_kind_ms_per_job"]
+
+
+def test_soak_smoke():
+    """`python -m bench.scale soak` measures the control plane at each checkpoint, heap and files apart."""
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "soak", "--browsers", "2", "--jobs", "40",
+                           "--checkpoint", "20", "--concurrency", "4"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["ok"] and out["jobs"]["answered"] == 40 and out["processes_left"] == [], out
+    assert [c["jobs"] for c in out["checkpoints"]] == [20, 40], out
+    for c in out["checkpoints"]:
+        assert {"supervisor", "dispatcher", "admin", "daemon"} <= set(c["rss_kb"]), c
+        assert c["total_kb"] == sum(c["rss_kb"].values()) and 0 < c["anon_kb"] < c["total_kb"], c
+    first, last = out["checkpoints"]
+    assert out["growth_kb"] == last["total_kb"] - first["total_kb"], out
+    assert out["growth_anon_kb"] == last["anon_kb"] - first["anon_kb"], out
