@@ -75,10 +75,15 @@ def cmd_stop(args) -> int:
 
     pid = _daemon_pid(config)
     tag = procs.state_tag(config.daemon.state_dir) + ":"
+    browsers = os.path.join(str(config.daemon.state_dir), "browsers") + "/"
     if pid is None:
-        leftovers = procs.find_marked(tag, path=os.path.join(str(config.daemon.state_dir), "browsers") + "/")
+        leftovers: list = []
+        survivors = procs.kill_marked(tag, path=browsers, on_found=leftovers.extend)
+        if survivors:
+            print(f"foxden: daemon not running; processes survive SIGKILL: {[p.pid for p in survivors]}",
+                  file=sys.stderr)
+            return EXIT_JOB
         if leftovers:
-            procs.kill_and_wait(leftovers)
             print(f"foxden: daemon not running; killed {len(leftovers)} leftover processes", file=sys.stderr)
         else:
             print("foxden: daemon not running", file=sys.stderr)
@@ -90,8 +95,7 @@ def cmd_stop(args) -> int:
         time.sleep(0.05)
     if procs.pid_alive(pid):
         print(f"foxden: daemon {pid} did not stop within {limit:.0f}s; killing it", file=sys.stderr)
-    left = procs.find_marked(tag, path=os.path.join(str(config.daemon.state_dir), "browsers") + "/")
-    survivors = procs.kill_and_wait(left)
+    survivors = procs.kill_marked(tag, path=browsers)
     if survivors:
         print(f"foxden: processes survive: {[p.pid for p in survivors]}", file=sys.stderr)
         return EXIT_JOB

@@ -158,7 +158,8 @@ class Daemon:
         for role, cls in ACTORS.items():
             self.addrs[role] = self.asys.createActor(cls)
         a = self.addrs
-        self._init("supervisor", InitSupervisor(self.config, choice, self.marker.rstrip("/"), a["dispatcher"]))
+        self._init("supervisor", InitSupervisor(self.config, choice, self.marker.rstrip("/"), a["dispatcher"],
+                                                     os.getpid()))
         self._init("dispatcher", InitDispatcher(self.config, a["supervisor"]))
         self._init("admin", InitAdmin(self.config, self.instance, a["supervisor"], a["dispatcher"]))
         reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
@@ -204,14 +205,20 @@ class Daemon:
 
         Its processes carry the same state tag in their marker; we hold the
         pid-file lock, so no live daemon owns them."""
-        stale = procs.find_marked(procs.state_tag(self.state_dir) + ":", path=self._browsers_dir())
-        if not stale:
-            return
-        for proc in stale:
-            log.warning("reaping process %s left by an earlier instance", _describe(proc))
-        survivors = procs.kill_and_wait(stale, timeout=5.0, reap=True)
-        log.warning("reaped %d processes of an earlier instance%s", len(stale) - len(survivors),
-                    f"; {len(survivors)} survived SIGKILL" if survivors else "")
+        found: list[psutil.Process] = []
+
+        def log_found(batch: list[psutil.Process]) -> None:
+            # What is left may still fork (a supervisor restarting a browser),
+            # so kill_marked scans again until nothing is found; each batch is logged.
+            for proc in batch:
+                log.warning("reaping process %s left by an earlier instance", _describe(proc))
+            found.extend(batch)
+
+        survivors = procs.kill_marked(procs.state_tag(self.state_dir) + ":", path=self._browsers_dir(),
+                                      timeout=5.0, reap=True, on_found=log_found)
+        if found:
+            log.warning("reaped %d processes of an earlier instance%s", len(found) - len(survivors),
+                        f"; {len(survivors)} survived SIGKILL" if survivors else "")
 
     def _lock_pid_file(self) -> None:
         fd = os.open(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -296,8 +303,9 @@ class Daemon:
 
     def _sweep(self) -> None:
         """Kill anything of this instance that outlived the actor system."""
-        left = procs.find_marked(self.marker, path=self._browsers_dir()) + procs.descendants(os.getpid())
-        survivors = procs.kill_and_wait({p.pid: p for p in left}.values(), timeout=5.0, reap=True)
+        left: list[psutil.Process] = []
+        survivors = procs.kill_marked(self.marker, path=self._browsers_dir(), also=procs.descendants(os.getpid()),
+                                      timeout=5.0, reap=True, on_found=left.extend)
         if left:
             log.info("swept %d leftover processes: %s", len(left), "; ".join(_describe(p) for p in left))
         if survivors:

@@ -103,6 +103,17 @@ def log_defs(config) -> dict:
     }
 
 
+def write_stderr(config, logger: logging.Logger, level: int, msg: str, *args) -> None:
+    """Format one record as the configured handlers would and write it to this process's stderr.
+
+    For an actor whose Thespian logger process is gone: its records would go
+    nowhere, and Thespian refuses handlers on an actor's loggers."""
+    record = logger.makeRecord(logger.name, level, "(direct)", 0, msg, args, None)
+    formatter = JsonFormatter() if config.daemon.log_format == "json" else TextFormatter()
+    sys.stderr.write(formatter.format(record) + "\n")
+    sys.stderr.flush()
+
+
 def setup_logging(config) -> None:
     """Configure this process's root logger like the actors'."""
     import logging.config

@@ -7,7 +7,7 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -152,23 +152,29 @@ def kill_and_wait(procs: Iterable[psutil.Process], timeout: float = 3.0, *, reap
 
 
 def kill_marked(prefix: str, *, path: str | None = None, also: Iterable[psutil.Process] = (),
-                rounds: int = 6, timeout: float = 2.0) -> list[psutil.Process]:
+                rounds: int = 6, timeout: float = 2.0, reap: bool = False,
+                on_found: Callable[[list[psutil.Process]], None] | None = None) -> list[psutil.Process]:
     """SIGKILL every process find_marked(prefix, path) finds, and scan again until a scan finds none.
 
     One scan is not enough: a process can fork between the scan and its
     SIGKILL, and its new child was not in the list (the long chaos run: a
-    Playwright driver killed mid-launch had just forked Chromium). Once a scan
-    finds nothing, nothing marked is left that could fork. `also` adds
-    processes that carry no marker (a browser actor). Returns what is still
-    alive: processes that ignored SIGKILL (uninterruptible sleep) or, after
-    `rounds` scans, are still being forked."""
+    Playwright driver killed mid-launch had just forked Chromium; CI: a
+    Chromium zygote forked while a test killed a SIGKILLed daemon's tree).
+    Once a scan finds nothing, nothing marked is left that could fork. `also`
+    adds processes that carry no marker (a browser actor); `on_found` sees
+    each scan's finds before they are killed (the daemon logs them); `reap`
+    as for kill_and_wait. Returns what is still alive: processes that ignored
+    SIGKILL (uninterruptible sleep) or, after `rounds` scans, are still being
+    forked."""
     extra = [p for p in also if alive(p)]
     for _ in range(rounds):
-        found = find_marked(prefix, path=path) + extra
+        found = list({p.pid: p for p in find_marked(prefix, path=path) + extra}.values())
         extra = []
         if not found:
             return []
-        survivors = kill_and_wait(found, timeout=timeout)
+        if on_found is not None:
+            on_found(found)
+        survivors = kill_and_wait(found, timeout=timeout, reap=reap)
         if survivors:
             return survivors  # a scan again would only find them again
     return find_marked(prefix, path=path)

@@ -32,6 +32,39 @@ def test_supervisor_death_stops_the_daemon_with_nonzero_exit(make_daemon):
     assert procs.find_marked(prefix) == [], "children of a dead supervisor live on"
 
 
+def test_sigkill_of_the_daemon_alone_ends_its_instance(make_daemon, site):
+    """The top level is gone, so nothing could stop or watch what is left: the supervisor
+    notices on its next watchdog tick, kills the rest of the instance and exits."""
+    d = make_daemon({"pool": {"size": 2}})
+    d.expect_failure = True  # SIGKILLed on purpose
+    prefix = _instance_prefix(d)
+    browsers = os.path.join(str(d.config.daemon.state_dir), "browsers")
+    answers: list = []
+
+    def in_flight():
+        try:
+            with d.client(timeout=60) as c:
+                answers.append(c.submit(site.url("/"), eval="new Promise(() => {})", timeout_s=60))
+        except Exception as exc:  # the connection closes with the instance
+            answers.append(exc)
+
+    worker = threading.Thread(target=in_flight, daemon=True)
+    worker.start()
+    d.wait_until(lambda s: s["queue"]["in_flight"] == 1, interval=0.05)
+    assert len(procs.find_marked(prefix)) > 10
+    d.proc.kill()
+    d.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while procs.find_marked(prefix, path=browsers + "/") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = procs.find_marked(prefix, path=browsers + "/")
+    assert left == [], f"an orphaned instance lives on: {[(p.pid, p.name()) for p in left]}"
+    assert f"daemon (pid {d.proc.pid}) is gone" in d.log_tail(10_000)
+    assert not os.path.exists(browsers), "the browsers' temp dirs outlived the instance"
+    worker.join(30)
+    assert len(answers) == 1 and isinstance(answers[0], Exception), answers
+
+
 def test_restart_after_sigkill_of_every_foxden_process_reaps_the_old_instance(make_daemon, site):
     d = make_daemon()
     old = _instance_prefix(d)
@@ -165,6 +198,58 @@ def test_kill_marked_scans_again_until_nothing_marked_is_left():
         assert spawner.poll() is None, "the spawner did not start"
         survivors = procs.kill_marked(marker)  # with rounds=1 this test fails
         assert survivors == []
+        assert procs.find_marked(marker) == [], "a child forked after the first scan survived"
+    finally:
+        procs.kill_marked(marker)
+        spawner.wait(10)
+
+
+# Forks a marked child every 10 ms for a minute: still forking when a daemon
+# started after it (a second later) runs its startup reaper.
+_SLOW_SPAWNER = """
+import os, time
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    if os.fork() == 0:
+        time.sleep(120)
+        os._exit(0)
+    time.sleep(0.01)
+"""
+
+
+def _start_spawner(marker: str):
+    """The _SLOW_SPAWNER with `marker`, once it has forked a few marked children."""
+    import subprocess
+    import sys
+    spawner = subprocess.Popen([sys.executable, "-c", _SLOW_SPAWNER], env={**os.environ, procs.MARKER_ENV: marker})
+    deadline = time.monotonic() + 20
+    while len(procs.find_marked(marker)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert spawner.poll() is None, "the spawner did not start"
+    return spawner
+
+
+@pytest.mark.parametrize("who", ["foxden stop", "harness", "startup reaper"])
+def test_whatever_kills_an_instance_s_leftovers_scans_until_none_is_left(make_daemon, who):
+    """Every path that kills a dead instance's leftovers scans again: what is left of a
+    SIGKILLed daemon still forks (CI: a Chromium zygote outlived a test's kill of a
+    SIGKILLed daemon's tree, forked between its one scan and its SIGKILL)."""
+    import subprocess
+    import sys
+    d = make_daemon({"pool": {"size": 1}}, start=False)
+    marker = f"{d.state_prefix}earlier-instance/b1/"
+    spawner = _start_spawner(marker)
+    try:
+        if who == "foxden stop":  # no daemon is running: stop kills what it finds
+            r = subprocess.run([sys.executable, "-m", "foxden", "stop", "-c", d.config_path],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert "killed" in r.stderr and "leftover processes" in r.stderr
+        elif who == "harness":
+            assert spawner.pid in d.kill_leftovers()
+        else:
+            d.start()
+            assert "reaped" in d.log_tail(10_000)
         assert procs.find_marked(marker) == [], "a child forked after the first scan survived"
     finally:
         procs.kill_marked(marker)

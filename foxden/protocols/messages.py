@@ -49,6 +49,7 @@ class InitSupervisor:
     engine: Any
     instance: str
     dispatcher: Any
+    daemon_pid: int = 0  # the top level: when it is gone, nothing can stop this instance, so it ends itself
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,8 @@ class SupervisorActor(FoxdenActor):
     def receiveMsg_InitSupervisor(self, msg: InitSupervisor, sender) -> None:
         self.config, self.engine = msg.config, msg.engine
         self.instance, self.dispatcher = msg.instance, msg.dispatcher
+        self.daemon_pid = msg.daemon_pid
+        self.daemon_created = procs.create_time(msg.daemon_pid) if msg.daemon_pid else None
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
         wd = self.config.watchdog
         self.missed_pings_limit = max(2, math.ceil(wd.heartbeat_timeout_s / wd.interval_s))
@@ -363,6 +365,8 @@ class SupervisorActor(FoxdenActor):
             self._fill()
 
     def _tick(self) -> None:
+        if self.daemon_pid and not procs.pid_alive(self.daemon_pid, self.daemon_created):
+            self._orphaned()
         now = time.monotonic()
         wd = self.config.watchdog
         for child in list(self.children.values()):
@@ -406,6 +410,27 @@ class SupervisorActor(FoxdenActor):
                     self._retire(child, reason)
             self._rescale(now)
         self._fill()
+
+    def _orphaned(self) -> None:
+        """The daemon is gone (SIGKILL, an OOM kill): end its whole instance, then this process.
+
+        Nothing could stop what is left: `foxden stop` finds no daemon, the
+        daemon's watch over the control plane died with it (a supervisor
+        dying now would leave its browsers unsupervised), and its pid-file
+        lock is released, so the next start would reap a still-serving
+        instance anyway. Clients see their connection close, as when the
+        daemon dies with everything. Never returns."""
+        try:
+            left = procs.kill_marked(self.instance + "/", path=self.tmp_root + "/")
+            # Thespian's logger process was among the killed (and an actor's
+            # root logger takes no handler): write the line on stderr ourselves.
+            logs.write_stderr(self.config, log, logging.ERROR,
+                              "daemon (pid %d) is gone: killed the rest of instance %s and exiting%s",
+                              self.daemon_pid, self.instance,
+                              f"; {len(left)} processes survived SIGKILL" if left else "")
+            shutil.rmtree(self.tmp_root, ignore_errors=True)
+        finally:
+            os._exit(1)  # even if the above failed: a supervisor of nobody must not go on restarting browsers
 
     def receiveMsg_Pong(self, msg: Pong, sender) -> None:
         child = self.children.get(msg.browser)
