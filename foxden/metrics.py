@@ -72,6 +72,8 @@ def status_metrics(st: dict) -> Iterator[Metric]:
 
     yield _counter_by("foxden_watchdog_kills", "Browsers killed by the watchdog, by reason", "reason",
                       st["watchdog"]["kills_by_reason"])
+    yield _gauge("foxden_lingering_processes", "Processes of dead browsers still alive after SIGKILL (killed again each tick)",
+                 len(st["watchdog"].get("lingering", [])))
     yield CounterMetricFamily("foxden_restarts", "Browser restarts by the supervisor", value=st["restarts"])
     yield _counter_by("foxden_browser_exits", "Browser actors that exited, by reason", "reason", st["exits"])
 

@@ -32,6 +32,9 @@ def status_view(st: dict) -> RenderableType:
     wd = st["watchdog"]
     kills = f"kills {wd['kills']}" + (f" ({_pairs(wd['kills_by_reason'])})" if wd["kills_by_reason"] else "")
     summary.add_row("watchdog", f"{kills}  restarts {st['restarts']}")
+    if wd.get("lingering"):
+        summary.add_row("lingering", Text(", ".join(f"pid {p['pid']} of {p['browser']} for {p['for_s']:.0f}s"
+                                                    for p in wd["lingering"]), style="red"))
     if st["exits"]:
         summary.add_row("exits", _pairs(st["exits"]))
     inv = st["invariants"]

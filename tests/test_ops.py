@@ -97,6 +97,7 @@ def test_metrics_are_the_status_document(make_daemon, site):
         assert value(m, "foxden_invariants_ok") == 1 and value(m, "foxden_invariant_violations") == 0
         assert value(m, "foxden_pool_failed") == 0 and value(m, "foxden_pool_held_back") == 0
         assert value(m, "foxden_pool_target") == st["pool"]["target"] == 2
+        assert value(m, "foxden_lingering_processes") == len(st["watchdog"]["lingering"]) == 0
 
         durations = st["durations"]
         buckets = by_label(m, "foxden_job_duration_seconds_bucket", "le")

@@ -254,3 +254,31 @@ def test_whatever_kills_an_instance_s_leftovers_scans_until_none_is_left(make_da
     finally:
         procs.kill_marked(marker)
         spawner.wait(10)
+
+
+def test_a_process_that_outlives_the_cleanup_s_wait_is_killed_again_until_gone(tmp_path):
+    """A SIGKILLed process in uninterruptible sleep dies only when it leaves the kernel, maybe
+    after the cleanup's wait. That state cannot be caused here on demand, so the record the
+    cleanup leaves (a Lingering entry) is made by hand for a real process; the rest is real:
+    status shows it, the next tick SIGKILLs it again, a later one forgets it and its files."""
+    import subprocess
+    from foxden.supervisor.actor import Lingering, SupervisorActor
+
+    sup = SupervisorActor()  # its watchdog's bookkeeping, outside an actor system
+    proc = subprocess.Popen(["sleep", "60"])
+    files = tmp_path / "b7"
+    files.mkdir()
+    (files / "written-while-lingering").write_text("x")
+    try:
+        sup.lingering[proc.pid] = Lingering(proc.pid, procs.create_time(proc.pid), "b7", str(files),
+                                            time.monotonic())
+        assert [(p["pid"], p["browser"]) for p in sup.snapshot()["lingering"]] == [(proc.pid, "b7")]
+        sup._recheck_lingering(time.monotonic())  # still alive: killed again, still listed
+        assert proc.wait(5) == -signal.SIGKILL
+        assert list(sup.lingering) == [proc.pid]
+        sup._recheck_lingering(time.monotonic())  # gone now (reaped): forgotten, with its files
+        assert sup.lingering == {} and not files.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

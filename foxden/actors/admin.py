@@ -239,7 +239,9 @@ class AdminActor(FoxdenActor):
             "errors": disp["errors"],
             "durations": disp["durations"],
             "watchdog": {"kills": sum(sup["kills"].values()), "kills_by_reason": sup["kills"],
-                         "hang_to_dead_ms": sup["hang_to_dead_ms"]},
+                         "hang_to_dead_ms": sup["hang_to_dead_ms"],
+                         # processes of dead browsers that outlived SIGKILL (still being killed)
+                         "lingering": sup.get("lingering", [])},
             "exits": sup["exits"],
             "retirements": {k: v for k, v in sup["exits"].items() if k in RETIREMENTS},
             "restarts": sup["restarts"],

@@ -54,6 +54,17 @@ DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
 RETIREMENTS = frozenset({"recycled_jobs", "recycled_age", "recycled_memory", "degraded", "idle"})
 
 
+@dataclass(frozen=True)
+class Lingering:
+    """A process of a dead child that outlived the cleanup's wait after SIGKILL (uninterruptible sleep)."""
+
+    pid: int
+    created: float | None  # its create_time(): a reused pid is not it
+    browser: str
+    tmpdir: str
+    since: float  # monotonic
+
+
 @dataclass
 class Child:
     """The supervisor's record of one live browser actor (mutable, private to it)."""
@@ -132,6 +143,7 @@ class SupervisorActor(FoxdenActor):
         self.restarts = 0
         self.gones = 0
         self.hang_to_dead_ms: list[float] = []
+        self.lingering: dict[int, Lingering] = {}
 
     # --- wiring --------------------------------------------------------------
 
@@ -399,6 +411,7 @@ class SupervisorActor(FoxdenActor):
             elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
                 self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
         self._missed_exits(now)
+        self._recheck_lingering(now)
         if not self.stopping and (self.config.recycle.max_pss_mb or self.config.pool.min != self.config.pool.max):
             # Only max_pss_mb and elastic admission use it, and reading smaps
             # was most of the supervisor's CPU in the benchmarks.
@@ -410,6 +423,17 @@ class SupervisorActor(FoxdenActor):
                     self._retire(child, reason)
             self._rescale(now)
         self._fill()
+
+    def _recheck_lingering(self, now: float) -> None:
+        """Kill again what outlived a cleanup's SIGKILL, and forget it (and its files) once it is gone."""
+        for pid, proc in list(self.lingering.items()):
+            if procs.pid_alive(pid, proc.created):
+                procs.kill_pids([pid])
+                continue
+            del self.lingering[pid]
+            shutil.rmtree(proc.tmpdir, ignore_errors=True)  # anything it wrote while it lingered
+            log.warning("browser %s: process %d is gone %.1fs after the cleanup gave up waiting for it",
+                        proc.browser, pid, now - proc.since)
 
     def _orphaned(self) -> None:
         """The daemon is gone (SIGKILL, an OOM kill): end its whole instance, then this process.
@@ -528,7 +552,12 @@ class SupervisorActor(FoxdenActor):
         # process carrying its marker (crashpad included), then its files.
         survivors = procs.kill_marked(child.marker, path=child.tmpdir + "/", also=self._known_processes(child))
         if survivors:
+            # A SIGKILLed process in uninterruptible sleep dies when it leaves
+            # the kernel; every tick checks again (_recheck_lingering), so that
+            # status says what is still alive instead of the log only.
             log.error("browser %s: processes survived SIGKILL: %s", child.id, [p.pid for p in survivors])
+            for p in survivors:
+                self.lingering[p.pid] = Lingering(p.pid, procs.create_time(p.pid), child.id, child.tmpdir, now)
         shutil.rmtree(child.tmpdir, ignore_errors=True)
         reason = child.exit_reason or "crash"
         if reason == "timeout":
@@ -637,4 +666,6 @@ class SupervisorActor(FoxdenActor):
             "restarts": self.restarts,
             "gones": self.gones,
             "hang_to_dead_ms": list(self.hang_to_dead_ms[-200:]),
+            "lingering": [{"pid": p.pid, "browser": p.browser, "for_s": round(now - p.since, 3)}
+                          for p in self.lingering.values()],
         }
