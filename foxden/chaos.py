@@ -1413,6 +1413,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = run_chaos(opts)
+    except KeyboardInterrupt:
+        # run_chaos's finally blocks have stopped the daemon (SIGTERM: it sweeps its own processes).
+        _say("interrupted: the daemon was stopped; no summary")
+        return 130
     except Exception as exc:
         _say(f"the run failed: {type(exc).__name__}: {exc}")
         return 2
