@@ -892,7 +892,7 @@ class Chaos:
                 except (psutil.Error, OSError):
                     marker = ""
                 cmd = " ".join(p.cmdline())
-                started = p.create_time()
+                started = procs.create_time(p.pid)
             except (psutil.Error, OSError):
                 continue
             if marker.startswith(prefix):
@@ -908,10 +908,9 @@ class Chaos:
         for c in st["children"]:
             for pid in c["browser_pids"]:
                 if pid not in self.seen_procs:
-                    try:
-                        self.seen_procs[pid] = (psutil.Process(pid).create_time(), c["id"])
-                    except psutil.Error:
-                        pass
+                    created = procs.create_time(pid)
+                    if created is not None:
+                        self.seen_procs[pid] = (created, c["id"])
 
     def _strays_before_stop(self, st: dict) -> list[str]:
         """Processes of this instance that belong to no live browser and are not the control plane."""
@@ -1403,6 +1402,14 @@ def run_chaos(opts: Options) -> dict:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+class _Interrupted(KeyboardInterrupt):
+    """A signal that ends the run early (SIGTERM), raised like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1411,12 +1418,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"foxden chaos: {exc}", file=sys.stderr)
         return 2
+    def terminated(signum, frame):
+        # SIGTERM (a CI timeout, kill) ends the run like Ctrl-C does: an
+        # exception, so run_chaos's finally blocks stop the daemon.
+        raise _Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         summary = run_chaos(opts)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # run_chaos's finally blocks have stopped the daemon (SIGTERM: it sweeps its own processes).
-        _say("interrupted: the daemon was stopped; no summary")
-        return 130
+        signum = getattr(exc, "signum", signal.SIGINT)
+        _say(f"{signal.Signals(signum).name}: the run was interrupted and its daemon stopped; no summary")
+        return 128 + signum
     except Exception as exc:
         _say(f"the run failed: {type(exc).__name__}: {exc}")
         return 2

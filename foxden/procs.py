@@ -17,6 +17,7 @@ import psutil
 # browser actor (the supervisor's cleanup). A walk of descendants is not
 # enough: chrome_crashpad_handler double-forks and escapes any process tree.
 MARKER_ENV = "FOXDEN_OWNER"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def state_tag(state_dir: os.PathLike | str) -> str:
@@ -38,7 +39,7 @@ def pid_alive(pid: int | None, created: float | None = None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
-        if created is not None and abs(proc.create_time() - created) > 0.01:
+        if created is not None and abs((create_time(pid) or 0.0) - created) > 0.005:
             return False  # the pid was reused: the process we knew is gone
         return alive(proc)
     except psutil.Error:
@@ -46,10 +47,19 @@ def pid_alive(pid: int | None, created: float | None = None) -> bool:
 
 
 def create_time(pid: int) -> float | None:
-    """psutil's create_time() of pid, None if it is gone."""
+    """When pid started, in seconds since boot (None if it is gone): with its pid, a process's identity.
+
+    Not psutil's default wall-clock create_time(): that adds the boot time
+    as the kernel reports it now, which moves when the clock is stepped (NTP,
+    a VM resumed), and the same process would look like a reused pid; the
+    supervisor would take a live daemon for a dead one. This is field 22 of
+    /proc/PID/stat (clock ticks since boot), which never changes."""
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # The command name (field 2) is in parentheses and may hold spaces or ")".
+        return int(stat[stat.rindex(b")") + 2:].split()[19]) / _CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
         return None
 
 

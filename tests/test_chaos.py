@@ -173,3 +173,50 @@ def test_cleanup_of_a_browser_kills_all_of_its_processes(make_daemon):
                     os.kill(pid, sig)
                 except OSError:
                     pass
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_chaos_run_ended_by_a_signal_leaves_no_daemon_behind(sig):
+    """SIGTERM (a CI timeout) ends the run like Ctrl-C: its finally blocks stop the daemon, exit
+    143. SIGKILL runs nothing of ours: the daemon, started with a parent-death signal, stops
+    itself. Either way nothing of the run's state dir is alive a little later."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from foxden.harness import DaemonProcess
+
+    proc = subprocess.Popen([sys.executable, "-m", "foxden", "chaos", "--duration-s", "600", "--concurrency", "2",
+                             "--pool-size", "1", "--seed", "5", "--json"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workdir = None
+    try:
+        for line in proc.stderr:  # "chaos: seed 5; starting a private daemon (/tmp/fxc...) ..."
+            m = re.search(r"private daemon \((\S+)\)", line)
+            if m:
+                workdir = m.group(1)
+            if workdir and re.search(r"chaos: +\d+s: \d+ answered", line):
+                break  # the daemon is up and jobs are flowing
+        assert workdir, "the chaos run did not start its daemon"
+        daemon = DaemonProcess(os.path.join(workdir, "foxden.toml"))
+        assert daemon.leftovers(), "expected the run's daemon to be running"
+        proc.send_signal(getattr(signal, sig))
+        rc = proc.wait(90)
+        if sig == "SIGTERM":
+            assert rc == 128 + signal.SIGTERM and "SIGTERM: the run was interrupted" in proc.stderr.read()
+        deadline = time.monotonic() + 60
+        while daemon.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = daemon.leftovers()
+        assert left == [], f"the chaos run's daemon outlived it: {[(p.pid, p.name()) for p in left]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if workdir:
+            DaemonProcess(os.path.join(workdir, "foxden.toml")).kill_leftovers()
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -171,6 +171,20 @@ def test_pid_alive_with_create_time_tells_a_reused_pid_apart():
     assert procs.pid_alive(me)  # without a create time, any live process under that pid counts
 
 
+def test_a_clock_step_does_not_make_a_live_process_look_like_a_reused_pid(monkeypatch):
+    """psutil's wall-clock create_time() adds the boot time as the kernel reports it now, which
+    moves when the clock is stepped (NTP, a resumed VM); the supervisor would then take its live
+    daemon for a dead one and end the instance. Stepping this machine's clock in a test is not
+    an option, so psutil's boot time is moved instead."""
+    import psutil._pslinux as pslinux
+    me = os.getpid()
+    created = procs.create_time(me)
+    real = pslinux.boot_time
+    monkeypatch.setattr(pslinux, "boot_time", lambda: real() + 3.0)  # the clock stepped 3 s forward
+    assert procs.pid_alive(me, created)
+    assert procs.create_time(me) == created
+
+
 # Forks a marked child every millisecond, as a driver killed mid-launch may
 # fork Chromium between the cleanup's scan and its SIGKILL.
 _SPAWNER = """
