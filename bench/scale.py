@@ -351,6 +351,7 @@ def _run_check(prefix: str, browsers: int, max_queue: int, out: dict, body) -> i
         except BaseException:
             daemon.stop()
             daemon.kill_leftovers()
+            _say(f"kept {workdir} (config and daemon.log) for a look at what went wrong")
             raise
         rc = _finish(daemon, out)
     if rc == 0:
