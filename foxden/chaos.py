@@ -928,7 +928,7 @@ class Chaos:
         return out
 
     def _dirs_before_stop(self, st: dict) -> list[str]:
-        root = os.path.join(str(self.daemon.config.daemon.state_dir), "browsers")
+        root = procs.browsers_dir(self.daemon.config.daemon.state_dir)
         live_ids = {c["id"] for c in st["children"]}
         try:
             names = os.listdir(root)
@@ -1063,7 +1063,7 @@ class Chaos:
                         pass
                 procs.kill_and_wait(left)
         leaked_dirs = [f"(before stop) {d}" for d in leaked_dirs_run]
-        browsers_dir = os.path.join(state_dir, "browsers")
+        browsers_dir = procs.browsers_dir(state_dir)
         if os.path.isdir(browsers_dir):
             leaked_dirs += [os.path.join(browsers_dir, n) for n in sorted(os.listdir(browsers_dir))]
         new_tmp = sorted(_tmp_entries() - tmp_before)

@@ -75,10 +75,9 @@ def cmd_stop(args) -> int:
 
     pid = _daemon_pid(config)
     tag = procs.state_tag(config.daemon.state_dir) + ":"
-    browsers = os.path.join(str(config.daemon.state_dir), "browsers") + "/"
     if pid is None:
         leftovers: list = []
-        survivors = procs.kill_marked(tag, path=browsers, on_found=leftovers.extend)
+        survivors = procs.end_instance(tag, config.daemon.state_dir, on_found=leftovers.extend)
         if survivors:
             print(f"foxden: daemon not running; processes survive SIGKILL: {[p.pid for p in survivors]}",
                   file=sys.stderr)
@@ -95,7 +94,7 @@ def cmd_stop(args) -> int:
         time.sleep(0.05)
     if procs.pid_alive(pid):
         print(f"foxden: daemon {pid} did not stop within {limit:.0f}s; killing it", file=sys.stderr)
-    survivors = procs.kill_marked(tag, path=browsers)
+    survivors = procs.end_instance(tag, config.daemon.state_dir)
     if survivors:
         print(f"foxden: processes survive: {[p.pid for p in survivors]}", file=sys.stderr)
         return EXIT_JOB

@@ -6,7 +6,6 @@ import fcntl
 import logging
 import gc
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -130,7 +129,6 @@ class Daemon:
         os.makedirs(self.state_dir, exist_ok=True)
         self._lock_pid_file()
         self._reap_earlier_instances()
-        shutil.rmtree(os.path.join(self.state_dir, "browsers"), ignore_errors=True)
         port = self.config.daemon.admin_port or free_port()
         _check_port_free(port)
         procs.become_subreaper()
@@ -214,8 +212,8 @@ class Daemon:
                 log.warning("reaping process %s left by an earlier instance", _describe(proc))
             found.extend(batch)
 
-        survivors = procs.kill_marked(procs.state_tag(self.state_dir) + ":", path=self._browsers_dir(),
-                                      timeout=5.0, reap=True, on_found=log_found)
+        survivors = procs.end_instance(procs.state_tag(self.state_dir) + ":", self.state_dir,
+                                       timeout=5.0, reap=True, on_found=log_found)
         if found:
             log.warning("reaped %d processes of an earlier instance%s", len(found) - len(survivors),
                         f"; {len(survivors)} survived SIGKILL" if survivors else "")
@@ -298,19 +296,15 @@ class Daemon:
         self._sweep()
         self._release()
 
-    def _browsers_dir(self) -> str:
-        return os.path.join(self.state_dir, "browsers") + "/"
-
     def _sweep(self) -> None:
         """Kill anything of this instance that outlived the actor system."""
         left: list[psutil.Process] = []
-        survivors = procs.kill_marked(self.marker, path=self._browsers_dir(), also=procs.descendants(os.getpid()),
-                                      timeout=5.0, reap=True, on_found=left.extend)
+        survivors = procs.end_instance(self.marker, self.state_dir, also=procs.descendants(os.getpid()),
+                                       timeout=5.0, reap=True, on_found=left.extend)
         if left:
             log.info("swept %d leftover processes: %s", len(left), "; ".join(_describe(p) for p in left))
         if survivors:
             log.error("processes survived the sweep: %s", [p.pid for p in survivors])
-        shutil.rmtree(os.path.join(self.state_dir, "browsers"), ignore_errors=True)
 
     def _release(self) -> None:
         if self.metrics is not None:

@@ -125,21 +125,18 @@ class DaemonProcess:
 
     def leftovers(self) -> list:
         """Processes of this state dir still alive (should be none after stop)."""
-        return procs.find_marked(self.state_prefix, path=self._browsers_path())
+        return procs.find_marked(self.state_prefix, path=procs.browsers_dir(self.config.daemon.state_dir))
 
     def kill_leftovers(self) -> list[int]:
-        """SIGKILL every process of this state dir, scanning again until none is found; returns their pids.
+        """SIGKILL every process of this state dir (procs.end_instance); returns their pids.
 
         What is left of a SIGKILLed daemon is still running (a supervisor
         restarting a browser, a browser forking a zygote), so a single scan
         can miss what is forked between the scan and the kill."""
         killed: list[int] = []
-        procs.kill_marked(self.state_prefix, path=self._browsers_path(),
-                          on_found=lambda found: killed.extend(p.pid for p in found))
+        procs.end_instance(self.state_prefix, self.config.daemon.state_dir,
+                           on_found=lambda found: killed.extend(p.pid for p in found))
         return killed
-
-    def _browsers_path(self) -> str:
-        return os.path.join(str(self.config.daemon.state_dir), "browsers") + "/"
 
     def log_tail(self, n: int = 60) -> str:
         try:

@@ -1,10 +1,11 @@
-"""Process ownership: markers, finding, killing and reaping what foxden started."""
+"""Process ownership: markers, finding, killing and reaping what foxden started (and its browsers' temp dirs)."""
 from __future__ import annotations
 
 import ctypes
 import errno
 import hashlib
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,12 @@ import psutil
 # enough: chrome_crashpad_handler double-forks and escapes any process tree.
 MARKER_ENV = "FOXDEN_OWNER"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def browsers_dir(state_dir: os.PathLike | str) -> str:
+    """state_dir/browsers/: each browser's temp dir (its TMPDIR, its profile) lives under it, so
+    a command line naming it marks a process as ours (Chromium's children lose their environment)."""
+    return os.path.join(str(state_dir), "browsers") + os.sep
 
 
 def state_tag(state_dir: os.PathLike | str) -> str:
@@ -188,6 +195,22 @@ def kill_marked(prefix: str, *, path: str | None = None, also: Iterable[psutil.P
         if survivors:
             return survivors  # a scan again would only find them again
     return find_marked(prefix, path=path)
+
+
+def end_instance(prefix: str, state_dir: os.PathLike | str, *, also: Iterable[psutil.Process] = (),
+                 timeout: float = 2.0, reap: bool = False,
+                 on_found: Callable[[list[psutil.Process]], None] | None = None) -> list[psutil.Process]:
+    """Kill every process of an instance (prefix: its marker; the state tag alone: every instance
+    of state_dir) and remove the browsers' temp dirs; returns what survived SIGKILL.
+
+    How an instance ends when its actors' own cleanup cannot run: the
+    daemon's final sweep, the startup reaper, the supervisor once the daemon
+    is gone, `foxden stop`, the test harness. One function, so that they all
+    find the same processes and leave the same nothing behind."""
+    survivors = kill_marked(prefix, path=browsers_dir(state_dir), also=also, timeout=timeout, reap=reap,
+                            on_found=on_found)
+    shutil.rmtree(browsers_dir(state_dir), ignore_errors=True)
+    return survivors
 
 
 def kill_pids(pids: Iterable[int]) -> None:

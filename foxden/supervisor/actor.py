@@ -157,7 +157,7 @@ class SupervisorActor(FoxdenActor):
         self.missed_pings_limit = max(2, math.ceil(wd.heartbeat_timeout_s / wd.interval_s))
         self.slots = self.config.pool.max
         self.target = self.config.pool.size
-        self.tmp_root = os.path.join(str(self.config.daemon.state_dir), "browsers")
+        self.tmp_root = procs.browsers_dir(self.config.daemon.state_dir)
         # Thespian forks every browser actor from this process. Imported now,
         # the browser's modules are shared with us instead of imported into
         # each child; frozen now, the objects we have (modules, classes,
@@ -445,14 +445,13 @@ class SupervisorActor(FoxdenActor):
         instance anyway. Clients see their connection close, as when the
         daemon dies with everything. Never returns."""
         try:
-            left = procs.kill_marked(self.instance + "/", path=self.tmp_root + "/")
+            left = procs.end_instance(self.instance + "/", self.config.daemon.state_dir)
             # Thespian's logger process was among the killed (and an actor's
             # root logger takes no handler): write the line on stderr ourselves.
             logs.write_stderr(self.config, log, logging.ERROR,
                               "daemon (pid %d) is gone: killed the rest of instance %s and exiting%s",
                               self.daemon_pid, self.instance,
                               f"; {len(left)} processes survived SIGKILL" if left else "")
-            shutil.rmtree(self.tmp_root, ignore_errors=True)
         finally:
             os._exit(1)  # even if the above failed: a supervisor of nobody must not go on restarting browsers
 
