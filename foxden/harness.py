@@ -1,7 +1,6 @@
 """Run a private foxden daemon in a subprocess (for the demo, the tests and the benchmarks)."""
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -36,19 +35,6 @@ def write_config(path: str | os.PathLike, sections: dict[str, dict]) -> Path:
     return path
 
 
-def _stop_with_parent() -> None:
-    """In the forked child before exec: SIGTERM it (a graceful stop) when its parent dies.
-
-    A chaos run, a benchmark or a test killed outright (SIGKILL, a CI
-    timeout) runs no cleanup, and its private daemon would serve nobody,
-    forever. The setting survives exec and the daemon's own re-exec. The
-    kernel sends it when the *thread* that forked exits, so start a
-    DaemonProcess from a thread that outlives it (the main thread)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 class DaemonProcess:
     """`foxden run -c CONFIG` as a child process, with readiness and cleanup checks."""
 
@@ -70,7 +56,11 @@ class DaemonProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "foxden", "run", "-c", self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                     preexec_fn=_stop_with_parent)
+                                     # A chaos run, a benchmark or a test killed outright
+                                     # (SIGKILL, a CI timeout) runs no cleanup: its daemon
+                                     # gets SIGTERM (a graceful stop) instead of serving
+                                     # nobody forever. Start it from the main thread.
+                                     preexec_fn=procs.stop_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

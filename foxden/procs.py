@@ -332,12 +332,30 @@ def become_subreaper() -> bool:
     With this, Thespian's double-forked admin, the actors it forks and every
     browser process stay our descendants, so we can reap and account for them
     even after their own parent died."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_CHILD_SUBREAPER = 36
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def stop_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Have the kernel send sig to this process when the thread that forked it exits.
+
+    Survives exec (not setuid). The kernel watches the forking *thread*, not
+    its process: fork from a thread that lives as long as the parent does."""
+    return _prctl(_PR_SET_PDEATHSIG, sig)
+
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+# Looked up once, here: stop_with_parent runs in a forked child before exec,
+# where a dlopen/dlsym could wait forever on a loader lock that another
+# thread of the parent held at the fork.
+try:
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _PRCTL = None
+
+
+def _prctl(option: int, value: int) -> bool:
+    return _PRCTL is not None and _PRCTL(option, value, 0, 0, 0) == 0
 
 
 def set_nice(value: int) -> int:
