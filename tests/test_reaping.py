@@ -185,62 +185,51 @@ def test_a_clock_step_does_not_make_a_live_process_look_like_a_reused_pid(monkey
     assert procs.create_time(me) == created
 
 
-# Forks a marked child every millisecond, as a driver killed mid-launch may
-# fork Chromium between the cleanup's scan and its SIGKILL.
-_SPAWNER = """
+def _spawner_script(count: int, interval_s: float) -> str:
+    """Forks a marked child (which sleeps) `count` times, `interval_s` apart, then sleeps itself."""
+    return f"""
 import os, time
-for _ in range(400):
+for _ in range({count}):
     if os.fork() == 0:
         time.sleep(120)
         os._exit(0)
-    time.sleep(0.001)
+    time.sleep({interval_s})
 time.sleep(120)
 """
+
+
+# Forks every millisecond, as a driver killed mid-launch may fork Chromium
+# between the cleanup's scan and its SIGKILL.
+_FAST_SPAWNER = _spawner_script(400, 0.001)
+# Forks every 10 ms for a minute: still forking when a daemon started after it
+# (a second later) runs its startup reaper.
+_SLOW_SPAWNER = _spawner_script(6000, 0.01)
+
+
+def _start_spawner(marker: str, script: str = _SLOW_SPAWNER):
+    """A spawner with `marker`, once it has forked a few marked children."""
+    import subprocess
+    import sys
+    spawner = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, procs.MARKER_ENV: marker})
+    deadline = time.monotonic() + 20
+    while len(procs.find_marked(marker)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert spawner.poll() is None, "the spawner did not start"
+    return spawner
 
 
 def test_kill_marked_scans_again_until_nothing_marked_is_left():
     """The one cleanup path kills what a dying process forked after the scan (long chaos run:
     a driver killed mid-launch forked Chromium, whose profile dir outlived the child)."""
-    import subprocess
-    import sys
     marker = f"fxtest-{os.getpid()}-{time.time_ns()}/b1/"
-    spawner = subprocess.Popen([sys.executable, "-c", _SPAWNER], env={**os.environ, procs.MARKER_ENV: marker})
+    spawner = _start_spawner(marker, _FAST_SPAWNER)
     try:
-        deadline = time.monotonic() + 20
-        while len(procs.find_marked(marker)) < 20 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert spawner.poll() is None, "the spawner did not start"
         survivors = procs.kill_marked(marker)  # with rounds=1 this test fails
         assert survivors == []
         assert procs.find_marked(marker) == [], "a child forked after the first scan survived"
     finally:
         procs.kill_marked(marker)
         spawner.wait(10)
-
-
-# Forks a marked child every 10 ms for a minute: still forking when a daemon
-# started after it (a second later) runs its startup reaper.
-_SLOW_SPAWNER = """
-import os, time
-end = time.monotonic() + 60
-while time.monotonic() < end:
-    if os.fork() == 0:
-        time.sleep(120)
-        os._exit(0)
-    time.sleep(0.01)
-"""
-
-
-def _start_spawner(marker: str):
-    """The _SLOW_SPAWNER with `marker`, once it has forked a few marked children."""
-    import subprocess
-    import sys
-    spawner = subprocess.Popen([sys.executable, "-c", _SLOW_SPAWNER], env={**os.environ, procs.MARKER_ENV: marker})
-    deadline = time.monotonic() + 20
-    while len(procs.find_marked(marker)) < 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert spawner.poll() is None, "the spawner did not start"
-    return spawner
 
 
 @pytest.mark.parametrize("who", ["foxden stop", "harness", "startup reaper"])
