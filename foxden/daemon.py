@@ -119,6 +119,8 @@ class Daemon:
             raise StartupError(f"[pool] driver: cdp drives chromium only, and the engine is {choice.name}"
                                " (use driver = \"auto\" or \"playwright\")", EXIT_CONFIG)
         log.info("engine: %s (%s), driver %s", choice.name, choice.reason, driver)
+        if choice.name == "chromium":
+            log.info("chromium sandbox: %s", engines.sandbox_note())
         # Before anything is forked: every actor inherits it. The browsers run
         # [pool] browser_nice levels below, so that the watchdog, heartbeats
         # and status never wait for a CPU behind fifty renderers.
