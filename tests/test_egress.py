@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -140,6 +141,29 @@ class _VictimHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _UdpVictim:
+    """A UDP socket on 127.0.0.1 that counts the datagrams sent to it."""
+
+    def __enter__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        return self
+
+    def seen(self) -> list[str]:
+        got = []
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(2048)
+            except BlockingIOError:
+                return got
+            got.append(f"UDP datagram of {len(data)} bytes from {peer}")
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
 def _hosts_name() -> str:
     """A name /etc/hosts maps to 127.0.0.1, other than localhost."""
     with open("/etc/hosts") as f:
@@ -158,7 +182,8 @@ def _attack_urls(port: int) -> list[str]:
             f"http://0177.0.0.1:{port}/", f"http://127.1:{port}/", f"http://0:{port}/",
             f"http://127.0.0.1.:{port}/", f"http://localhost.:{port}/", f"http://%31%32%37.0.0.1:{port}/",
             f"http://{wide}:{port}/", f"http://127.0.0.1:{port}\\@localhost./", f"http://{_hosts_name()}:{port}/",
-            f"http://127.0.0.1:{port}/", f"https://127.0.0.1:{port}/", f"http://[::ffff:127.0.0.1]:{port}/"]
+            f"http://127.0.0.1:{port}/", f"https://127.0.0.1:{port}/", f"https://127.1:{port}/",
+            f"http://[::ffff:127.0.0.1]:{port}/"]
 
 
 _EVAL = """async () => {
@@ -166,23 +191,30 @@ _EVAL = """async () => {
   try { await fetch('http://127.0.0.1:%(port)d/fetch'); out.push('fetched'); } catch (e) { out.push('fetch failed'); }
   await new Promise(r => { const i = new Image(); i.onload = i.onerror = r; i.src = 'http://127.0.0.1:%(port)d/img.png'; });
   await new Promise(r => { const w = new WebSocket('ws://127.0.0.1:%(port)d/ws'); w.onerror = w.onclose = w.onopen = r; });
+  try {  // STUN over UDP to a loopback port: no HTTP proxy carries it, so it must not be sent at all
+    const pc = new RTCPeerConnection({iceServers: [{urls: 'stun:127.0.0.1:%(udp)d'}]});
+    pc.createDataChannel('x');
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise(r => setTimeout(r, 1500));
+    out.push('webrtc ' + pc.iceGatheringState);
+  } catch (e) { out.push('no webrtc'); }
   return out;
 }"""
 
 
 def _run_attacks(make_daemon, engine: str):
     """Every attack as one batch of jobs on one daemon with allow_private = false; returns what came back."""
-    with _Victim("127.0.0.1") as victim, Site("127.0.0.2") as allowed:
+    with _Victim("127.0.0.1") as victim, Site("127.0.0.2") as allowed, _UdpVictim() as udp:
         d = make_daemon({"pool": {"engine": engine, "size": 2},
                          "jobs": {"allow_private": False, "allow_hosts": ["127.0.0.2"], "timeout_s": 20.0}})
         urls = _attack_urls(victim.port)
         jobs = [job_request(u) for u in urls]
         jobs.append(job_request(allowed.url("/redirect?to=" + f"http://127.0.0.1:{victim.port}/redirected")))
-        jobs.append(job_request(allowed.url("/page/1"), eval=_EVAL % {"port": victim.port}))
+        jobs.append(job_request(allowed.url("/page/1"), eval=_EVAL % {"port": victim.port, "udp": udp.port}))
         with d.client() as c:
             answers = {i: a for i, _, a in c.submit_many(jobs, concurrency=4)}
         assert d.status()["invariants"]["ok"]
-        return victim.seen, urls, answers, allowed, victim.port
+        return victim.seen + udp.seen(), urls, answers, allowed, victim.port
 
 
 def _check_attacks(seen, urls, answers, port):

@@ -148,7 +148,9 @@ def judge_address(host: str, address: Address, policy: EgressPolicy) -> Verdict:
     by_name = judge_name(host, policy)
     if by_name is not None and not by_name.allowed:
         return by_name
-    candidates = [address, *_embedded(address)]
+    # A mapped address is its IPv4 address; 6to4 and NAT64 ones reach theirs too.
+    mapped = address.ipv4_mapped if address.version == 6 else None
+    candidates = [mapped] if mapped is not None else [*_embedded(address), address]
     subject = str(address)
     if any(a in net for a in candidates for net in policy.deny_nets if a.version == net.version):
         return Verdict(Reason.DENIED_HOST, subject)
@@ -166,10 +168,10 @@ def judge_address(host: str, address: Address, policy: EgressPolicy) -> Verdict:
 
 
 def _embedded(address: Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address carries: ::ffff:a.b.c.d, 2002:AABB:CCDD::, 64:ff9b::a.b.c.d."""
+    """IPv4 addresses an IPv6 address carries on to: 2002:AABB:CCDD::, 64:ff9b::a.b.c.d, Teredo."""
     if address.version != 6:
         return []
-    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    found = [a for a in (address.sixtofour,) if a is not None]
     if address in _NAT64:
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     if address.teredo is not None:
