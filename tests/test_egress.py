@@ -106,6 +106,111 @@ def test_a_failed_navigation_with_a_refusal_is_a_blocked_target_and_refusals_are
     assert with_refusals(ok, [], "http://a/") is ok
 
 
+# --- the proxy, without a browser ---------------------------------------------------------
+
+@pytest.fixture
+def proxy():
+    from foxden.egress.proxy import EgressProxy
+
+    p = EgressProxy(EgressPolicy.from_rules(False, ["127.0.0.2"]))
+    p.start()
+    yield p
+    p.stop()
+
+
+def _via(proxy, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+    try:
+        c.request(method, url, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+def test_the_proxy_forwards_allowed_requests_with_their_bodies_and_refuses_the_rest(proxy):
+    with _Victim("127.0.0.2") as allowed, _Victim("127.0.0.1") as victim:
+        base = f"http://127.0.0.2:{allowed.port}"
+        status, _, body = _via(proxy, "GET", base + "/page")
+        assert status == 200 and b"secret" in body
+        status, _, body = _via(proxy, "HEAD", base + "/page")
+        assert status == 200 and body == b""
+        status, _, body = _via(proxy, "POST", base + "/echo", body=b"x" * 100_000)
+        assert status == 200 and body == b"x" * 100_000
+        status, headers, body = _via(proxy, "GET", f"http://127.0.0.1:{victim.port}/x")
+        assert status == 403 and headers.get("x-foxden-egress") == "blocked" and b"loopback" in body
+        status, _, _ = _via(proxy, "GET", f"http://{_hosts_name()}:{victim.port}/by-name")
+        assert status == 403
+        assert victim.seen == []
+        assert [r.url for r in proxy.refusals()] == [f"http://127.0.0.1:{victim.port}/x",
+                                                     f"http://{_hosts_name()}:{victim.port}/by-name"]
+        proxy.begin_job()
+        assert proxy.refusals() == []
+
+
+def test_the_proxy_answers_a_malformed_request_400_and_keeps_serving(proxy):
+    import socket as s
+
+    with s.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.sendall(b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n")  # not a proxy request
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    with s.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    with Site("127.0.0.2") as allowed:
+        assert _via(proxy, "GET", allowed.url("/page/1"))[0] == 200
+
+
+def test_the_proxy_keeps_a_bounded_record_of_refusals(proxy):
+    from foxden.egress.proxy import MAX_RECORDED
+
+    for i in range(MAX_RECORDED + 5):
+        assert _via(proxy, "GET", f"http://127.0.0.1:9/{i}")[0] == 403
+    assert len(proxy.refusals()) == MAX_RECORDED
+
+
+def test_no_proxy_runs_when_every_connection_is_allowed(tmp_path):
+    from foxden import engines
+    from foxden.drivers import open_driver
+    from foxden.egress.guard import GuardedDriver
+
+    choice = engines.EngineChoice("chromium", "/usr/bin/chromium", "test")
+    open_cfg = config_from_overrides({}, base_dir=tmp_path)
+    assert not isinstance(open_driver(choice, open_cfg.pool, str(tmp_path), open_cfg.jobs), GuardedDriver)
+    closed = config_from_overrides({"jobs": {"allow_private": False}}, base_dir=tmp_path)
+    guarded = open_driver(choice, closed.pool, str(tmp_path), closed.jobs)
+    try:
+        assert isinstance(guarded, GuardedDriver)
+        command = guarded._driver._command
+        assert f"--proxy-server=http://127.0.0.1:{guarded._proxy.port}" in command
+        assert {"--proxy-bypass-list=<-loopback>", "--disable-quic"} <= set(command)
+    finally:
+        guarded.close(1.0)
+
+
+def test_firefox_goes_through_the_proxy_for_loopback_too():
+    from foxden import engines
+
+    kind, kwargs = engines.launch_kwargs(engines.EngineChoice("firefox", "/usr/bin/firefox", "t"), headless=True,
+                                         proxy="http://127.0.0.1:4242")
+    prefs = kwargs["firefox_user_prefs"]
+    assert (prefs["network.proxy.type"], prefs["network.proxy.http_port"], prefs["network.proxy.ssl_port"]) == (1, 4242, 4242)
+    assert prefs["network.proxy.allow_hijacking_localhost"] is True and prefs["network.proxy.no_proxies_on"] == ""
+    assert prefs["media.peerconnection.enabled"] is False
+    _, plain = engines.launch_kwargs(engines.EngineChoice("firefox", "/usr/bin/firefox", "t"), headless=True)
+    assert "network.proxy.type" not in plain["firefox_user_prefs"]
+
+
+def test_chromium_runs_without_its_sandbox_only_where_it_cannot_work():
+    from foxden.engines import sandbox_off_reason
+
+    assert "root" in sandbox_off_reason(0, True) and "root" in sandbox_off_reason(0, False)
+    assert "user namespaces" in sandbox_off_reason(1000, False)
+    assert sandbox_off_reason(1000, True) is None
+
+
 # --- attacks through a real daemon -------------------------------------------------------
 
 class _Victim(ThreadingHTTPServer):
@@ -134,15 +239,22 @@ class _VictimHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self, body: bytes = b"<html><head><title>secret</title></head><body>secret</body></html>"):  # noqa: N802
         with self.server.lock:
             self.server.seen.append(self.path)
-        body = b"<html><head><title>secret</title></head><body>secret</body></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def do_POST(self):  # noqa: N802 - echoes the body
+        self.do_GET(self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
 
 class _UdpVictim:

@@ -136,7 +136,10 @@ class EgressProxy:
                 if conn.our_state is h11.SEND_RESPONSE:
                     _respond(conn, writer, 502, f"cannot reach the target: {exc or type(exc).__name__}")
             await writer.drain()
-        except (h11.ProtocolError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except h11.RemoteProtocolError as exc:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # h11 lets a server still answer 400
+                _respond(conn, writer, exc.error_status_hint, f"bad request: {exc}")
+        except (h11.LocalProtocolError, OSError, asyncio.TimeoutError):
             pass  # a broken or too slow client: nothing to answer it with
         finally:
             writer.close()
