@@ -329,8 +329,25 @@ def _run_attacks(make_daemon, engine: str):
         jobs.append(job_request(allowed.url("/page/1"), eval=_EVAL % {"port": victim.port, "udp": udp.port}))
         with d.client() as c:
             answers = {i: a for i, _, a in c.submit_many(jobs, concurrency=4)}
-        assert d.status()["invariants"]["ok"]
+        st = d.status()
+        assert st["invariants"]["ok"]
+        with open(d.log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        assert log.count("egress: every browser connects through a loopback proxy") == 1
+        if engine == "chromium":
+            _check_sandbox(log, st)
         return victim.seen + udp.seen(), urls, answers, allowed, victim.port
+
+
+def _check_sandbox(log: str, status: dict) -> None:
+    """--no-sandbox exactly when sandbox_note says Chromium's sandbox cannot work, and logged once."""
+    import psutil
+
+    from foxden.engines import sandbox_note
+
+    assert log.count("chromium sandbox: ") == 1 and f"chromium sandbox: {sandbox_note()}" in log
+    main = psutil.Process(status["children"][0]["browser_pids"][0])
+    assert ("--no-sandbox" in main.cmdline()) == (sandbox_note() != "sandboxed"), main.cmdline()
 
 
 def _check_attacks(seen, urls, answers, port):
@@ -376,3 +393,23 @@ def test_the_same_pages_load_when_private_targets_are_allowed(make_daemon):
     assert not not_loaded
     assert len(connections) >= len(urls)  # the https forms too (their TLS then fails on a plain http server)
     assert answers[0].result.blocked == ()
+
+
+def test_camoufox_is_launched_behind_the_proxy_too(monkeypatch, tmp_path):
+    # Camoufox's binary cannot be installed here: this checks the options we
+    # ask its launch_options for (it builds the rest), as test_engines does.
+    import camoufox.utils
+
+    from foxden import engines
+
+    binary = tmp_path / "camoufox-bin"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    calls = []
+    monkeypatch.setattr(engines, "_require_fpgen_model", lambda: None)
+    monkeypatch.setattr(camoufox.utils, "launch_options", lambda **kw: calls.append(kw) or {"built": True})
+    engines.launch_kwargs(engines.EngineChoice("camoufox", str(binary), "t"), headless=True,
+                          proxy="http://127.0.0.1:4242")
+    prefs = calls[0]["firefox_user_prefs"]
+    assert prefs == {**engines.FIREFOX_PREFS, **engines.firefox_proxy_prefs("http://127.0.0.1:4242")}
+    assert prefs["network.proxy.http_port"] == 4242 and prefs["network.proxy.allow_hijacking_localhost"] is True
