@@ -151,7 +151,8 @@ def judge_address(host: str, address: Address, policy: EgressPolicy) -> Verdict:
     # A mapped address is its IPv4 address; 6to4 and NAT64 ones reach theirs too.
     mapped = address.ipv4_mapped if address.version == 6 else None
     candidates = [mapped] if mapped is not None else [*_embedded(address), address]
-    subject = str(address)
+    name = normalize_host(host)
+    subject = str(address) if name == str(address) else f"{name} ({address})"
     if any(a in net for a in candidates for net in policy.deny_nets if a.version == net.version):
         return Verdict(Reason.DENIED_HOST, subject)
     if by_name is not None:

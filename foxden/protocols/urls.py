@@ -1,6 +1,7 @@
 """Which URLs a job may open: http(s) and about:blank, optionally no private targets."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from urllib.parse import urlsplit
@@ -62,5 +63,5 @@ def _judge(host: str, policy: EgressPolicy) -> Verdict | None:
     if by_name is not None:
         return by_name
     if host == "localhost" or host.endswith(".localhost"):
-        return judge_address(host, ipaddress.ip_address("127.0.0.1"), policy)
+        return dataclasses.replace(judge_address(host, ipaddress.ip_address("127.0.0.1"), policy), subject=host)
     return None
