@@ -307,6 +307,11 @@ _EVAL = """async () => {
   try { await fetch('http://127.0.0.1:%(port)d/fetch'); out.push('fetched'); } catch (e) { out.push('fetch failed'); }
   await new Promise(r => { const i = new Image(); i.onload = i.onerror = r; i.src = 'http://127.0.0.1:%(port)d/img.png'; });
   await new Promise(r => { const w = new WebSocket('ws://127.0.0.1:%(port)d/ws'); w.onerror = w.onclose = w.onopen = r; });
+  await new Promise(r => {  // a worker's own fetch
+    const src = "fetch('http://127.0.0.1:%(port)d/worker').catch(() => 0).then(() => postMessage(1))";
+    const w = new Worker(URL.createObjectURL(new Blob([src], {type: 'text/javascript'})));
+    w.onmessage = w.onerror = r;
+  });
   try {  // STUN over UDP to a loopback port: no HTTP proxy carries it, so it must not be sent at all
     const pc = new RTCPeerConnection({iceServers: [{urls: 'stun:127.0.0.1:%(udp)d'}]});
     pc.createDataChannel('x');
@@ -362,7 +367,7 @@ def _check_attacks(seen, urls, answers, port):
     page = answers[len(urls) + 1]
     assert page.status == "ok" and page.result.title == "Page 1", page
     blocked = set(page.result.blocked)
-    assert {f"http://127.0.0.1:{port}/fetch", f"http://127.0.0.1:{port}/img.png"} <= blocked, page.result
+    assert {f"http://127.0.0.1:{port}/{p}" for p in ("fetch", "img.png", "worker")} <= blocked, page.result
     assert f"https://127.0.0.1:{port}/" in blocked, page.result  # the WebSocket's CONNECT
 
 
