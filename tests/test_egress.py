@@ -327,7 +327,7 @@ def _run_attacks(make_daemon, engine: str):
     """Every attack as one batch of jobs on one daemon with allow_private = false; returns what came back."""
     with _Victim("127.0.0.1") as victim, Site("127.0.0.2") as allowed, _UdpVictim() as udp:
         d = make_daemon({"pool": {"engine": engine, "size": 2},
-                         "jobs": {"allow_private": False, "allow_hosts": ["127.0.0.2"], "timeout_s": 20.0}})
+                         "jobs": {"allow_private": False, "allow_hosts": ["127.0.0.2"], "timeout_s": 60.0}})
         urls = _attack_urls(victim.port)
         jobs = [job_request(u) for u in urls]
         jobs.append(job_request(allowed.url("/redirect?to=" + f"http://127.0.0.1:{victim.port}/redirected")))
