@@ -206,7 +206,9 @@ class Bench:
             "daemon": {"state_dir": str(self.tmp / "state"), "admin_port": 0, "grace_s": 5.0},
             "pool": {"engine": "chromium", "executable_path": a.executable_path, "size": a.concurrency,
                      "launch_timeout_s": 60.0, "driver": a.foxden_driver},
-            "jobs": {"timeout_s": float(a.timeout_s)},
+            "jobs": {"timeout_s": float(a.timeout_s),
+                     # The site is on 127.0.0.1: allowed by name, so every page goes through the egress proxy.
+                     **({"allow_private": False, "allow_hosts": ["127.0.0.1"]} if a.foxden_egress else {})},
         })
         os.environ[measure.MARKER_ENV] = f"{self.run_id}:foxden-daemon"
         try:
@@ -598,6 +600,9 @@ def table(summary: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=130, help="jobs per run (default 130)")
+    p.add_argument("--foxden-egress", action="store_true",
+                   help="foxden with [jobs] allow_private = false and allow_hosts = [\"127.0.0.1\"] (the site):"
+                        " every connection through the egress proxy")
     p.add_argument("--concurrency", type=int, default=4, help="jobs in flight = browsers of foxden and the pool (4)")
     p.add_argument("--repeats", type=int, default=3, help="repeats, driver order rotated each time (3)")
     p.add_argument("--drivers", default=None,

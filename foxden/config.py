@@ -76,6 +76,8 @@ class JobsConfig:
     retries: int
     queue_timeout_s: float
     allow_private: bool
+    allow_hosts: tuple[str, ...] = ()  # egress exceptions: CIDRs, host names, *.domain (foxden.egress.policy)
+    deny_hosts: tuple[str, ...] = ()  # egress refusals; win over allow_hosts and apply even with allow_private
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,8 @@ def _jobs(s: _Section) -> JobsConfig:
         retries=s.integer("retries", 1, 0, 10),
         queue_timeout_s=s.number("queue_timeout_s", 300.0, gt=0),
         allow_private=s.boolean("allow_private", True),
+        allow_hosts=s.host_rules("allow_hosts"),
+        deny_hosts=s.host_rules("deny_hosts"),
     )
 
 
@@ -361,6 +365,17 @@ class _Section:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.fail(key, f"must be a list of strings, got {_show(value)}")
         return tuple(value)
+
+    def host_rules(self, key: str) -> tuple[str, ...]:
+        """A list of egress rules (addresses, CIDRs, host names, *.domain), each checked."""
+        from foxden.egress.policy import parse_rules
+
+        rules = self.strings(key)
+        try:
+            parse_rules(rules)
+        except ValueError as exc:
+            self.fail(key, f"{exc}; expected entries like \"10.0.0.0/8\", \"api.example.com\" or \"*.example.com\"")
+        return rules
 
     def path(self, key: str, default: str) -> Path | None:
         """An absolute, symlink-resolved path, or None for the empty string."""

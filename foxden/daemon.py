@@ -119,6 +119,13 @@ class Daemon:
             raise StartupError(f"[pool] driver: cdp drives chromium only, and the engine is {choice.name}"
                                " (use driver = \"auto\" or \"playwright\")", EXIT_CONFIG)
         log.info("engine: %s (%s), driver %s", choice.name, choice.reason, driver)
+        if choice.name == "chromium":
+            log.info("chromium sandbox: %s", engines.sandbox_note())
+        jobs = self.config.jobs
+        if not jobs.allow_private or jobs.deny_hosts:
+            log.info("egress: every browser connects through a loopback proxy of its own (allow_private = %s,"
+                     " %d allow_hosts, %d deny_hosts)", str(jobs.allow_private).lower(), len(jobs.allow_hosts),
+                     len(jobs.deny_hosts))
         # Before anything is forked: every actor inherits it. The browsers run
         # [pool] browser_nice levels below, so that the watchdog, heartbeats
         # and status never wait for a CPU behind fifty renderers.

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # Playwright is imported only where a browser is launched through it
     from playwright.sync_api import Browser, Playwright
@@ -29,11 +30,53 @@ FIXES = {
 # loopback, so anything that still fires fails at once and stays on the host.
 _DEAD_URL = "http://127.0.0.1:9/"
 
-# --no-sandbox because the daemon runs as root, where Chromium refuses to
-# start sandboxed. The rest keep Chromium from phoning Google on its own.
+
+
+def sandbox_off_reason(euid: int, userns: bool) -> str | None:
+    """Why Chromium must run with --no-sandbox here, or None when its sandbox works (a pure function).
+
+    As root Chromium refuses to start sandboxed at all ("Running as root
+    without --no-sandbox is not supported", measured with Debian's 14x
+    builds, whatever the user-namespace settings); unprivileged, its
+    sandbox needs unprivileged user namespaces (Debian's build ships no
+    setuid helper)."""
+    if euid == 0:
+        return "running as root, where Chromium refuses its sandbox"
+    if not userns:
+        return "unprivileged user namespaces are off (kernel.unprivileged_userns_clone, user.max_user_namespaces)"
+    return None
+
+
+def userns_available() -> bool:
+    """True if an unprivileged process may create a user namespace (what Chromium's sandbox needs)."""
+    for path, off in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+                      ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+                      ("/proc/sys/user/max_user_namespaces", "0")):
+        try:
+            with open(path) as f:
+                if f.read().strip() == off:
+                    return False
+        except OSError:
+            continue  # this kernel has no such switch
+    return True
+
+
+@functools.cache
+def sandbox_note() -> str:
+    """One line for the start-up log: whether Chromium runs sandboxed here, and if not why."""
+    why = sandbox_off_reason(os.geteuid(), userns_available())
+    return "sandboxed" if why is None else f"--no-sandbox: {why}"
+
+
+def _sandbox_args() -> tuple[str, ...]:
+    return ("--no-sandbox",) if sandbox_note() != "sandboxed" else ()
+
+
+# --no-sandbox only where Chromium's sandbox cannot work (sandbox_off_reason).
+# The rest keep Chromium from phoning Google on its own.
 # --disable-dev-shm-usage is not needed: Playwright always passes it.
 CHROMIUM_ARGS: tuple[str, ...] = (
-    "--no-sandbox",
+    *_sandbox_args(),
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -180,6 +223,40 @@ FIREFOX_PREFS: dict[str, object] = {
     # First-run prompts.
     "browser.shell.checkDefaultBrowser": False,
 }
+
+
+def chromium_proxy_args(proxy: str) -> tuple[str, ...]:
+    """Switches that send every connection of Chromium through the egress proxy at `proxy`.
+
+    <-loopback> undoes Chromium's implicit bypass of localhost and loopback
+    addresses; QUIC (UDP) would not go through an HTTP proxy, and WebRTC may
+    only use proxied (TCP) paths, so neither can reach an address directly.
+    DNS prefetching is off: with a proxy Chromium resolves nothing it needs,
+    and a lookup of a page's names would tell their DNS servers about them."""
+    return (f"--proxy-server={proxy}", "--proxy-bypass-list=<-loopback>", "--disable-quic",
+            "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+            "--webrtc-ip-handling-policy=disable_non_proxied_udp", "--dns-prefetch-disable")
+
+
+def firefox_proxy_prefs(proxy: str) -> dict[str, object]:
+    """Prefs that send every connection of Firefox (pages and its own) through the egress proxy at `proxy`."""
+    parts = urlsplit(proxy)
+    return {
+        "network.proxy.type": 1,  # manual
+        "network.proxy.http": parts.hostname, "network.proxy.http_port": parts.port,
+        "network.proxy.ssl": parts.hostname, "network.proxy.ssl_port": parts.port,
+        "network.proxy.share_proxy_settings": False,
+        "network.proxy.socks": "", "network.proxy.socks_port": 0,
+        "network.proxy.no_proxies_on": "",
+        "network.proxy.allow_hijacking_localhost": True,  # else localhost and 127/8 go direct
+        "network.proxy.failover_direct": False,  # never around the proxy, even when it is down
+        "network.proxy.allow_bypass": False,
+        "media.peerconnection.enabled": False,  # WebRTC: UDP that no HTTP proxy carries
+        "network.http.http3.enable": False,
+        "network.dns.disablePrefetch": True,
+        "network.dns.disablePrefetchFromHTTPS": True,
+        "network.http.speculative-parallel-limit": 0,
+    }
 
 
 class EngineUnavailable(Exception):
@@ -394,8 +471,8 @@ FALLBACK_DISABLED_FEATURES: tuple[str, ...] = (
 
 
 def chromium_command(choice: EngineChoice, *, headless: bool, extra_args: Sequence[str] = (),
-                     user_data_dir: str) -> list[str]:
-    """The full command line of a Chromium that foxden's CDP driver starts and owns."""
+                     user_data_dir: str, proxy: str | None = None) -> list[str]:
+    """The full command line of a Chromium that foxden's CDP driver starts and owns (behind `proxy`, if given)."""
     features = playwright_disabled_features() or FALLBACK_DISABLED_FEATURES
     features = (*features, *(f for f in EXTRA_DISABLED_FEATURES if f not in features))
     return [
@@ -405,6 +482,7 @@ def chromium_command(choice: EngineChoice, *, headless: bool, extra_args: Sequen
         *CHROMIUM_ARGS,
         "--disable-features=" + ",".join(features),
         *extra_args,
+        *(chromium_proxy_args(proxy) if proxy else ()),
         f"--user-data-dir={user_data_dir}",
         "--remote-debugging-pipe",
         "--no-startup-window",
@@ -412,15 +490,16 @@ def chromium_command(choice: EngineChoice, *, headless: bool, extra_args: Sequen
 
 
 def launch_kwargs(
-    choice: EngineChoice, *, headless: bool, extra_args: Sequence[str] = ()
+    choice: EngineChoice, *, headless: bool, extra_args: Sequence[str] = (), proxy: str | None = None
 ) -> tuple[str, dict]:
-    """The Playwright browser type ("chromium" or "firefox") and its launch() kwargs."""
+    """The Playwright browser type ("chromium" or "firefox") and its launch() kwargs (behind `proxy`, if given)."""
+    prefs = {**FIREFOX_PREFS, **(firefox_proxy_prefs(proxy) if proxy else {})}
     if choice.name == "chromium":
         features, ignore = chromium_feature_args()
         kwargs = {
             "executable_path": choice.executable_path,
             "headless": headless,
-            "args": [*CHROMIUM_ARGS, *features, *extra_args],
+            "args": [*CHROMIUM_ARGS, *features, *extra_args, *(chromium_proxy_args(proxy) if proxy else ())],
         }
         if ignore:
             kwargs["ignore_default_args"] = ignore
@@ -432,11 +511,11 @@ def launch_kwargs(
             "executable_path": choice.executable_path,
             "headless": headless,
             "args": [*extra_args],
-            "firefox_user_prefs": dict(FIREFOX_PREFS),
+            "firefox_user_prefs": prefs,
             "env": _firefox_env(),
         }
     if choice.name == "camoufox":
-        return "firefox", _camoufox_kwargs(choice, headless, extra_args)
+        return "firefox", _camoufox_kwargs(choice, headless, extra_args, prefs)
     raise ValueError(f"unknown engine {choice.name!r}")
 
 
@@ -447,7 +526,7 @@ def _firefox_env() -> dict[str, str]:
     return {**os.environ, "MOZ_REMOTE_SETTINGS_DEVTOOLS": "1"}
 
 
-def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[str]) -> dict:
+def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[str], prefs: dict) -> dict:
     """Camoufox's own launch options with every download it could start turned off."""
     from camoufox.addons import DefaultAddons
     from camoufox.utils import launch_options
@@ -459,7 +538,7 @@ def _camoufox_kwargs(choice: EngineChoice, headless: bool, extra_args: Sequence[
         executable_path=path,
         headless=headless,
         args=list(extra_args),
-        firefox_user_prefs=dict(FIREFOX_PREFS),
+        firefox_user_prefs=prefs,
         env=_firefox_env(),
         # The default addon (uBlock Origin) is downloaded from addons.mozilla.org.
         exclude_addons=list(DefaultAddons),
@@ -492,12 +571,13 @@ _MISSING_BINARY = re.compile(r"executable doesn't exist|spawn \S+ (ENOENT|EACCES
 
 
 def launch(
-    playwright: Playwright, choice: EngineChoice, *, headless: bool = True, extra_args: Sequence[str] = ()
+    playwright: Playwright, choice: EngineChoice, *, headless: bool = True, extra_args: Sequence[str] = (),
+    proxy: str | None = None,
 ) -> Browser:
     """Launch `choice` with Playwright's sync API; a missing binary is EngineUnavailable."""
     from playwright.sync_api import Error
 
-    kind, kwargs = launch_kwargs(choice, headless=headless, extra_args=extra_args)
+    kind, kwargs = launch_kwargs(choice, headless=headless, extra_args=extra_args, proxy=proxy)
     try:
         return getattr(playwright, kind).launch(**kwargs)
     except Error as e:

@@ -63,7 +63,7 @@ class BrowserActor(FoxdenActor):
             os.environ[var] = msg.tmpdir
         self.send(sender, BrowserStarted(msg.browser, os.getpid()))
         try:
-            self._driver = open_driver(msg.engine, msg.config.pool, msg.tmpdir)
+            self._driver = open_driver(msg.engine, msg.config.pool, msg.tmpdir, msg.config.jobs)
             self._driver.launch()
         except Exception as exc:  # any launch failure ends this actor; the policy decides what next
             self._die("launch_failed", f"{type(exc).__name__}: {exc}".strip())

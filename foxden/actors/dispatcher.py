@@ -132,7 +132,7 @@ class DispatcherActor(FoxdenActor):
     def _refusal(self, req: wire.JobRequest) -> tuple[str, str, str] | None:
         if self.draining:
             return "rejected", "shutting_down", "the daemon is shutting down"
-        bad = check_url(req.url, allow_private=self.config.jobs.allow_private)
+        bad = check_url(req.url, self.config.jobs)
         if bad is not None:
             return ("rejected", *bad)
         if self.pool_error is not None:
@@ -305,7 +305,7 @@ class DispatcherActor(FoxdenActor):
             page = wire.PageResult(
                 final_url=result["final_url"], http_status=result["http_status"], title=result["title"],
                 content_length=result["content_length"], eval=result.get("eval"),
-                screenshot=result.get("screenshot"),
+                screenshot=result.get("screenshot"), blocked=tuple(result.get("blocked", ())),
             )
         answer = wire.Answer(
             id=job.request.id or job.key,

@@ -19,17 +19,34 @@ def driver_name(engine: str, configured: str) -> str:
     return configured
 
 
-def open_driver(choice, pool, tmpdir: str) -> Driver:
-    """A driver for `choice` (an engines.EngineChoice) under `pool` ([pool] config); not launched yet."""
+def open_driver(choice, pool, tmpdir: str, jobs=None) -> Driver:
+    """A driver for `choice` (an engines.EngineChoice) under `pool` ([pool] config); not launched yet.
+
+    When `jobs` ([jobs] config) restricts egress, the browser gets an egress
+    proxy of its own (started here) and every connection goes through it;
+    otherwise no proxy runs at all."""
+    if jobs is not None:
+        from foxden.egress import policy_for
+
+        policy = policy_for(jobs)
+        if policy.restricts:
+            from foxden.egress.guard import GuardedDriver
+
+            return GuardedDriver(lambda proxy: _driver(choice, pool, tmpdir, proxy), policy)
+    return _driver(choice, pool, tmpdir, None)
+
+
+def _driver(choice, pool, tmpdir: str, proxy: str | None) -> Driver:
     name = driver_name(choice.name, pool.driver)
     if name == "cdp":
         from foxden import engines
         from foxden.drivers.chromium import ChromiumDriver
 
         command = engines.chromium_command(choice, headless=pool.headless, extra_args=pool.args,
-                                           user_data_dir=os.path.join(tmpdir, "profile"))
+                                           user_data_dir=os.path.join(tmpdir, "profile"), proxy=proxy)
         return ChromiumDriver(command, launch_timeout_s=pool.launch_timeout_s, log_dir=tmpdir,
                               nice=pool.browser_nice)
     from foxden.drivers.playwright_driver import PlaywrightDriver
 
-    return PlaywrightDriver(choice, headless=pool.headless, extra_args=pool.args, nice=pool.browser_nice)
+    return PlaywrightDriver(choice, headless=pool.headless, extra_args=pool.args, nice=pool.browser_nice,
+                            proxy=proxy)

@@ -24,8 +24,9 @@ _SUMMARY_JS = ("() => [document.title || '', "
 class PlaywrightDriver(Driver):
     """One browser behind its own Playwright driver process (node), which this actor starts and owns."""
 
-    def __init__(self, choice, *, headless: bool, extra_args=(), nice: int = 0):
+    def __init__(self, choice, *, headless: bool, extra_args=(), nice: int = 0, proxy: str | None = None):
         super().__init__()
+        self._proxy = proxy  # the egress proxy every connection goes through, if any
         self._choice = choice
         self._nice = nice
         self._headless = headless
@@ -45,7 +46,8 @@ class PlaywrightDriver(Driver):
 
         os.environ.setdefault("NODE_OPTIONS", DRIVER_NODE_OPTIONS)
         self._pw = sync_playwright().start()
-        self._browser = engines.launch(self._pw, self._choice, headless=self._headless, extra_args=self._extra_args)
+        self._browser = engines.launch(self._pw, self._choice, headless=self._headless, extra_args=self._extra_args,
+                                      proxy=self._proxy)
         self.version = engines.engine_version(self._browser).split(" ", 1)[-1]
         pids = procs.browser_pids(os.getpid())
         self._main_pid = pids[0] if pids else None

@@ -104,7 +104,8 @@ class ErrorInfo:
 @dataclass(frozen=True)
 class PageResult:
     """What a successful job saw; `eval` is the JSON-like value of the job's
-    script and `screenshot` a PNG, each only when the job asked for it."""
+    script and `screenshot` a PNG, each only when the job asked for it;
+    `blocked` lists requests of the page that the egress policy refused."""
 
     final_url: str
     http_status: int | None
@@ -112,6 +113,7 @@ class PageResult:
     content_length: int
     eval: Any = None
     screenshot: bytes | None = None
+    blocked: tuple[str, ...] = ()  # URLs the egress policy refused while the page loaded (at most 100)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Answer:
                 "title": r.title,
                 "content_length": r.content_length,
                 "eval": r.eval,
+                "blocked": list(r.blocked),
             },
             "attempts": self.attempts,
             "browser": self.browser,
@@ -295,6 +298,17 @@ def _str_map(value: Any, path: str) -> dict:
     return value
 
 
+def _text_list(max_items: int, max_len: int) -> _Check:
+    expected = f"a list of at most {max_items} strings of at most {max_len} characters"
+
+    def check(value: Any, path: str) -> tuple[str, ...]:
+        if type(value) not in (list, tuple) or len(value) > max_items or not all(
+                type(v) is str and len(v) <= max_len for v in value):
+            raise _bad(path, expected, value)
+        return tuple(value)
+    return check
+
+
 def _anything(value: Any, path: str) -> Any:
     return value
 
@@ -385,6 +399,7 @@ _PAGE_RESULT = _spec(PageResult, {
     "content_length": _int(0, _MAX_RID),
     "eval": _anything,
     "screenshot": _nullable(_bytes),
+    "blocked": _text_list(100, _MAX_URL),
 })
 _ANSWER = _spec(Answer, {
     "id": _text,
