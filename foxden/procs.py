@@ -78,19 +78,21 @@ class Stat:
     state: str      # "R", "S", "D", "T", "Z", ...
     cpu: float      # own user + system, seconds
     cpu_children: float  # reaped children's user + system (cutime + cstime), seconds
+    uid: int        # the owner of /proc/PID (its effective uid; root for a non-dumpable process)
 
 
 def read_stat(pid: int) -> Stat | None:
     """/proc/PID/stat of pid (None if it is gone or unreadable); the one parser of that file."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
+            uid = os.fstat(f.fileno()).st_uid
             data = f.read()
         # The command name (field 2) is in parentheses and may hold spaces or ")".
         lp, rp = data.find(b"("), data.rfind(b")")
         f = data[rp + 2:].split()
         # fields after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ... starttime(19)
         return Stat(pid, int(f[1]), int(f[19]), data[lp + 1:rp].decode(errors="replace"), f[0].decode(),
-                    (int(f[11]) + int(f[12])) / _CLOCK_TICKS, (int(f[13]) + int(f[14])) / _CLOCK_TICKS)
+                    (int(f[11]) + int(f[12])) / _CLOCK_TICKS, (int(f[13]) + int(f[14])) / _CLOCK_TICKS, uid)
     except (OSError, ValueError, IndexError):
         return None
 
