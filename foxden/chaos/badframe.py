@@ -35,26 +35,15 @@ def payload(variant: str, rng: random.Random, site) -> tuple[bytes, str | None]:
     raise ValueError(variant)
 
 
-def _read_one(s: socket.socket):
-    dec = wire.FrameDecoder(wire.MAX_REPLY_FRAME)
-    while True:
-        data = s.recv(65536)
-        if not data:
-            return None
-        items = dec.feed(data)
-        if items:
-            return items[0]
-
-
 def _check_reply(ctx: Context, s: socket.socket, variant: str, expect: str) -> None:
     """The gateway answered with `expect`; after a recoverable error the same connection still serves."""
-    reply = _read_one(s)
+    reply = wire.read_frame(s)
     code = getattr(reply, "code", None)
     if code != expect:
         ctx.violation(f"chaos: gateway answered a {variant} frame with {reply!r}, expected {expect}")
     elif variant != "oversize":
         s.sendall(wire.encode(wire.Ping(42)))
-        pong = _read_one(s)
+        pong = wire.read_frame(s)
         if not isinstance(pong, wire.Pong):
             ctx.violation(f"chaos: after a {variant} frame the connection got {pong!r} for a ping")
 
