@@ -9,8 +9,9 @@ import psutil
 __all__ = ["BROWSERISH", "TMP_PREFIXES", "browserish", "browser_temp_entries"]
 
 # Substrings of a browser process's name or argv[0]: Chromium and its zygotes,
-# renderers and GPU process, Firefox, Playwright's Node driver, and
-# chrome_crashpad_handler (which double-forks out of any process tree).
+# renderers and GPU process, Firefox, Playwright's Node driver, and crash
+# handlers (chrome_crashpad_handler, crashpad_handler), which double-fork out
+# of any process tree.
 BROWSERISH = ("chrom", "firefox", "node", "crashpad")
 
 # What Playwright, Chromium and Firefox leave in the system temp dir when a
