@@ -32,7 +32,8 @@ def test_firefox_and_chromium_leftovers_in_tmp_are_recognised(tmp_path):
                  "org.chromium.Chromium.z3", "fx123", "pytest-of-root"):
         (tmp_path / name).mkdir()
     assert footprint.browser_temp_entries(str(tmp_path)) == {
-        "rust_mozprofileAbC", "playwright_chromiumdev_profile-x1", "playwright-artifacts-y2", "org.chromium.Chromium.z3"}
+        "rust_mozprofileAbC", "playwright_chromiumdev_profile-x1", "playwright-artifacts-y2",
+        "org.chromium.Chromium.z3"}
 
 
 def test_read_stat_agrees_with_psutil_on_a_stopped_child():
