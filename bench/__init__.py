@@ -1,1 +1,1 @@
-"""Benchmarks: foxden against the browser pools people use (see README, "Benchmarks")."""
+"""Benchmarks: foxden against the browser pools people use (see bench/README.md)."""

@@ -21,7 +21,6 @@ most of their pages and RSS would count them once per process.
 """
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
 import platform
@@ -34,10 +33,10 @@ from dataclasses import dataclass, field
 
 import psutil
 
+# One /proc/PID/stat parser, one process description and one prctl wrapper for foxden and the benchmark.
+from foxden.procs import Stat, become_subreaper, describe, read_stat  # noqa: F401 (re-exported)
+
 MARKER_ENV = "FOXDEN_BENCH_OWNER"
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def kind_of(name: str, argv0: str = "") -> str:
@@ -52,37 +51,11 @@ def kind_of(name: str, argv0: str = "") -> str:
     return "other"
 
 
-@dataclass(frozen=True)
-class Stat:
-    """What /proc/PID/stat says about one process."""
-
-    pid: int
-    ppid: int
-    start: int      # start time in clock ticks since boot: (pid, start) names one process
-    comm: str
-    state: str
-    cpu: float      # own user + system, seconds
-    cpu_children: float  # reaped children's user + system (cutime + cstime), seconds
-
-
-def _read_stat(pid: int) -> Stat | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    lp, rp = data.find(b"("), data.rfind(b")")
-    f = data[rp + 2:].split()
-    # fields after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ... starttime(19)
-    return Stat(pid, int(f[1]), int(f[19]), data[lp + 1:rp].decode(errors="replace"), f[0].decode(),
-                (int(f[11]) + int(f[12])) / _TICK, (int(f[13]) + int(f[14])) / _TICK)
-
-
 def all_stats() -> dict[int, Stat]:
     out = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
-            st = _read_stat(int(name))
+            st = read_stat(int(name))
             if st is not None:
                 out[st.pid] = st
     return out
@@ -111,7 +84,7 @@ def tree_cpu(roots: list[int]) -> float:
 
 
 def own_cpu(pid: int) -> float:
-    st = _read_stat(pid)
+    st = read_stat(pid)
     return st.cpu if st else 0.0
 
 
@@ -214,7 +187,7 @@ class TreeSampler:
         self._outside &= pids
         stats = {}
         for pid in pids - self._outside:
-            st = _read_stat(pid)
+            st = read_stat(pid)
             if st is not None:
                 stats[pid] = st
         procs = tree_stats(self.roots, stats)
@@ -312,13 +285,6 @@ def chromium_started_since(t0: float, exclude: set[int]) -> list[psutil.Process]
     return out
 
 
-def describe(p: psutil.Process) -> str:
-    try:
-        return f"{p.pid}:{p.name()}"
-    except psutil.Error:
-        return str(p.pid)
-
-
 def kill(procs: list[psutil.Process]) -> None:
     for p in procs:
         try:
@@ -326,15 +292,6 @@ def kill(procs: list[psutil.Process]) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(procs, timeout=3)
-
-
-def become_subreaper() -> bool:
-    """prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants re-parent to us, inside our tree."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 # --- network guard -------------------------------------------------------------

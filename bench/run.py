@@ -4,7 +4,7 @@ Prints one JSON line per driver per repeat (``"type": "run"``) and a final
 summary line (``"type": "summary"``) with medians over repeats and ratios
 foxden/baseline (each ratio is the median of the per-repeat ratios, every
 pair measured in the same repeat, one right after the other). A table for
-people goes to standard error unless --json-only. See README, "Benchmarks".
+people goes to standard error unless --json-only. See bench/README.md.
 """
 from __future__ import annotations
 

@@ -50,16 +50,16 @@ def cmd_run(args) -> int:
 
 
 def _daemon_pid(config) -> int | None:
-    path = os.path.join(str(config.daemon.state_dir), "foxden.pid")
+    import psutil
+
+    from foxden import procs
+
+    path = os.path.join(str(config.daemon.state_dir), procs.PID_FILE)
     try:
         with open(path) as f:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return None
-    import psutil
-
-    from foxden import procs
-
     try:
         proc = psutil.Process(pid)
         if procs.alive(proc) and procs.MARKER_ENV in proc.environ():

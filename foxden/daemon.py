@@ -101,7 +101,7 @@ class Daemon:
         self.stop_requested = False
         self.lock_fd: int | None = None
         self.state_dir = str(config.daemon.state_dir)
-        self.pid_path = os.path.join(self.state_dir, "foxden.pid")
+        self.pid_path = os.path.join(self.state_dir, procs.PID_FILE)
 
     # --- start -----------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class Daemon:
             # What is left may still fork (a supervisor restarting a browser),
             # so kill_marked scans again until nothing is found; each batch is logged.
             for proc in batch:
-                log.warning("reaping process %s left by an earlier instance", _describe(proc))
+                log.warning("reaping process %s left by an earlier instance", procs.describe(proc))
             found.extend(batch)
 
         survivors = procs.end_instance(procs.state_tag(self.state_dir) + ":", self.state_dir,
@@ -309,7 +309,7 @@ class Daemon:
         survivors = procs.end_instance(self.marker, self.state_dir, also=procs.descendants(os.getpid()),
                                        timeout=5.0, reap=True, on_found=left.extend)
         if left:
-            log.info("swept %d leftover processes: %s", len(left), "; ".join(_describe(p) for p in left))
+            log.info("swept %d leftover processes: %s", len(left), "; ".join(procs.describe(p) for p in left))
         if survivors:
             log.error("processes survived the sweep: %s", [p.pid for p in survivors])
 
@@ -324,13 +324,6 @@ class Daemon:
                 pass
             os.close(self.lock_fd)
             self.lock_fd = None
-
-
-def _describe(proc) -> str:
-    try:
-        return f"{proc.pid} {' '.join(proc.cmdline())[:80]}"
-    except Exception:
-        return str(proc.pid)
 
 
 def run(config: Config) -> int:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import psutil
 
@@ -18,6 +19,7 @@ import psutil
 # browser actor (the supervisor's cleanup). A walk of descendants is not
 # enough: chrome_crashpad_handler double-forks and escapes any process tree.
 MARKER_ENV = "FOXDEN_OWNER"
+PID_FILE = "foxden.pid"  # the daemon's pid file, in its state dir
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -59,15 +61,48 @@ def create_time(pid: int) -> float | None:
     Not psutil's default wall-clock create_time(): that adds the boot time
     as the kernel reports it now, which moves when the clock is stepped (NTP,
     a VM resumed), and the same process would look like a reused pid; the
-    supervisor would take a live daemon for a dead one. This is field 22 of
-    /proc/PID/stat (clock ticks since boot), which never changes."""
+    supervisor would take a live daemon for a dead one. This is Stat.start
+    (clock ticks since boot), which never changes."""
+    st = read_stat(pid)
+    return None if st is None else st.start / _CLOCK_TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """What /proc/PID/stat says about one process."""
+
+    pid: int
+    ppid: int
+    start: int      # start time in clock ticks since boot: (pid, start) names one process
+    comm: str
+    state: str      # "R", "S", "D", "T", "Z", ...
+    cpu: float      # own user + system, seconds
+    cpu_children: float  # reaped children's user + system (cutime + cstime), seconds
+    uid: int        # the owner of /proc/PID (its effective uid; root for a non-dumpable process)
+
+
+def read_stat(pid: int) -> Stat | None:
+    """/proc/PID/stat of pid (None if it is gone or unreadable); the one parser of that file."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+            uid = os.fstat(f.fileno()).st_uid
+            data = f.read()
         # The command name (field 2) is in parentheses and may hold spaces or ")".
-        return int(stat[stat.rindex(b")") + 2:].split()[19]) / _CLOCK_TICKS
+        lp, rp = data.find(b"("), data.rfind(b")")
+        f = data[rp + 2:].split()
+        # fields after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ... starttime(19)
+        return Stat(pid, int(f[1]), int(f[19]), data[lp + 1:rp].decode(errors="replace"), f[0].decode(),
+                    (int(f[11]) + int(f[12])) / _CLOCK_TICKS, (int(f[13]) + int(f[14])) / _CLOCK_TICKS, uid)
     except (OSError, ValueError, IndexError):
         return None
+
+
+def describe(proc: psutil.Process, width: int = 100) -> str:
+    """"PID NAME COMMAND-LINE" (cut to width) of a process, for logs and reports; the pid once it is gone."""
+    try:
+        return f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:width]}"
+    except psutil.Error:
+        return str(proc.pid)
 
 
 class ExitWatch:
@@ -248,16 +283,11 @@ class ProcessTable:
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:
+            st = read_stat(int(name))
+            if st is None or st.state in ("Z", "X"):
                 continue
-            fields = data[data.rfind(b")") + 2:].split()
-            if fields[0] in (b"Z", b"X"):
-                continue
-            self._kids.setdefault(int(fields[1]), []).append(int(name))
-            self._live.add(int(name))
+            self._kids.setdefault(st.ppid, []).append(st.pid)
+            self._live.add(st.pid)
 
     def children(self, pid: int) -> list[int]:
         """Live direct children of pid."""

@@ -8,7 +8,7 @@ import tempfile
 import psutil
 import pytest
 
-from foxden import procs
+from foxden import footprint, procs
 from foxden.harness import DaemonProcess, write_config
 from foxden.testsite import Site
 
@@ -29,22 +29,12 @@ def merged(overrides: dict) -> dict:
     return out
 
 
-# What Playwright and Chromium leave in the system temp dir when a browser is
-# killed before it can clean up; foxden's browsers keep theirs under the state dir.
-_BROWSER_TEMP_PREFIXES = ("playwright", "org.chromium.Chromium", "rust_mozprofile")
-
-
-def _browser_temp_entries() -> set[str]:
-    tmp = tempfile.gettempdir()
-    return {n for n in os.listdir(tmp) if n.startswith(_BROWSER_TEMP_PREFIXES)}
-
-
 @pytest.fixture(autouse=True)
 def no_browser_files_left_in_tmp():
     """Every test: no browser profile or artifact dir of its making is left in /tmp."""
-    before = _browser_temp_entries()
+    before = footprint.browser_temp_entries()
     yield
-    new = _browser_temp_entries() - before
+    new = footprint.browser_temp_entries() - before
     for n in new:
         shutil.rmtree(os.path.join(tempfile.gettempdir(), n), ignore_errors=True)
     assert not new, f"the test left browser files in {tempfile.gettempdir()}: {sorted(new)}"
@@ -58,7 +48,7 @@ def site():
 
 def _our_descendants() -> list[psutil.Process]:
     return [p for p in procs.descendants(os.getpid())
-            if "foxden" in " ".join(_cmdline(p)) or _is_browserish(p)]
+            if "foxden" in " ".join(_cmdline(p)) or footprint.browserish(p)]
 
 
 def _cmdline(p) -> list[str]:
@@ -66,14 +56,6 @@ def _cmdline(p) -> list[str]:
         return p.cmdline()
     except psutil.Error:
         return []
-
-
-def _is_browserish(p) -> bool:
-    try:
-        name = p.name()
-    except psutil.Error:
-        return False
-    return any(k in name for k in ("chrom", "firefox", "node", "crashpad"))
 
 
 @pytest.fixture

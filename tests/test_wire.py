@@ -151,7 +151,7 @@ def test_answer_json_dict():
 def test_docs_hex_example_is_what_encode_produces():
     doc = (REPO_ROOT / "docs" / "protocol.md").read_text()
     hex_block = re.search(r"```hex\n(.*?)```", doc, re.S).group(1)
-    assert bytes.fromhex(hex_block) == encode(Submit(rid=1, job=JobRequest(url="https://example.com/")))
+    assert bytes.fromhex(hex_block) == encode(Submit(rid=1, job=JobRequest(url="http://127.0.0.1/")))
 
 
 # --- errors ------------------------------------------------------------------
