@@ -76,6 +76,7 @@ class JobsConfig:
     retries: int
     queue_timeout_s: float
     allow_private: bool
+    max_result_mb: float  # a larger encoded result is answered result_too_large, measured in the browser actor
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,8 @@ def _jobs(s: _Section) -> JobsConfig:
         retries=s.integer("retries", 1, 0, 10),
         queue_timeout_s=s.number("queue_timeout_s", 300.0, gt=0),
         allow_private=s.boolean("allow_private", True),
+        # At most 48: the answer must fit the client's 64 MiB frame with its envelope.
+        max_result_mb=s.number("max_result_mb", 16.0, gt=0, le=48),
     )
 
 

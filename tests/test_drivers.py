@@ -110,7 +110,7 @@ def test_eval_values(chromium, site, expr, value):
 ])
 def test_eval_errors_are_eval_error_and_the_browser_goes_on(chromium, site, expr, message):
     o = chromium.run(_job(site.url("/"), eval=expr), 10)
-    assert o.status == "failed" and o.error[0] == "eval_error" and message in o.error[1], o.error
+    assert o.status == "failed" and o.error.code == "eval_error" and message in o.error.message, o.error
     assert chromium.run(_job(site.url("/")), 10).status == "ok"
 
 
@@ -129,10 +129,10 @@ def test_wait_for_a_late_element_a_bad_selector_and_one_that_never_comes(chromiu
                           eval="document.querySelector('#late').textContent"), 10)
     assert (o.status, o.result["eval"]) == ("ok", "here"), o.error
     o = chromium.run(_job(site.url("/"), wait_for="[["), 10)
-    assert o.status == "failed" and o.error[0] == "bad_selector", o.error
+    assert o.status == "failed" and o.error.code == "bad_selector", o.error
     t = time.monotonic()
     o = chromium.run(_job(site.url("/"), wait_for="#never"), 1.0)
-    assert o.status == "timeout" and o.error[1].startswith("wait_for:") and time.monotonic() - t < 3
+    assert o.status == "timeout" and o.error.message.startswith("wait_for:") and time.monotonic() - t < 3
     # An element that exists but has no box is not there yet for wait_for.
     o = chromium.run(_job(site.url("/delayed-element?ms=100000"), wait_for="body > script"), 1.0)
     assert o.status == "timeout"  # a <script> has no box: never visible
@@ -141,7 +141,7 @@ def test_wait_for_a_late_element_a_bad_selector_and_one_that_never_comes(chromiu
 def test_a_response_that_never_finishes_times_out_and_the_browser_goes_on(chromium, site):
     t = time.monotonic()
     o = chromium.run(_job(site.url("/hang")), 1.0)
-    assert o.status == "timeout" and o.error[1].startswith("navigate:"), o.error
+    assert o.status == "timeout" and o.error.message.startswith("navigate:"), o.error
     assert time.monotonic() - t < 3
     o = chromium.run(_job(site.url("/page/3")), 10)
     assert o.status == "ok" and o.result["title"] == "Page 3"
@@ -149,7 +149,7 @@ def test_a_response_that_never_finishes_times_out_and_the_browser_goes_on(chromi
 
 def test_unreachable_and_refused_urls_fail_as_navigation_errors(chromium, site):
     o = chromium.run(_job("http://127.0.0.1:9/"), 10)
-    assert o.status == "failed" and o.error[0] == "navigation_failed" and "net::ERR_" in o.error[1], o.error
+    assert o.status == "failed" and o.error.code == "navigation_failed" and "net::ERR_" in o.error.message, o.error
 
 
 def test_screenshot_is_a_png_of_the_default_viewport(chromium, site):
@@ -187,7 +187,7 @@ def test_a_page_whose_renderer_dies_fails_its_job_at_once_and_the_browser_goes_o
     threading.Timer(1.0, _kill_renderers, (chromium,)).start()
     t = time.monotonic()
     o = chromium.run(_job(site.url("/"), eval="new Promise(() => {})"), 30)
-    assert o.status == "failed" and "crashed" in o.error[1], o.error
+    assert o.status == "failed" and "crashed" in o.error.message, o.error
     assert time.monotonic() - t < 10
     assert chromium.alive()
     assert chromium.run(_job(site.url("/page/4")), 10).result["title"] == "Page 4"
@@ -270,7 +270,7 @@ def test_both_chromium_drivers_answer_alike(owned, tmp_path, site, driver):
                 for key in ("final_url", "http_status", "title", "content_length", "eval"):
                     assert a.result[key] == b.result[key], (path, kw, key, a.result[key], b.result[key])
             else:
-                assert a.error[0] == b.error[0], (path, kw, a.error, b.error)
+                assert a.error.code == b.error.code, (path, kw, a.error, b.error)
     finally:
         cdp.close(5.0)
         other.close(5.0)

@@ -8,7 +8,8 @@ from thespian.actors import ActorExitRequest
 
 from foxden import logs, procs
 from foxden.actors.base import FoxdenActor
-from foxden.drivers import BrowserDied, open_driver
+from foxden.drivers import BrowserDied, open_driver, results
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     BrowserReady,
     BrowserStarted,
@@ -43,6 +44,7 @@ class BrowserActor(FoxdenActor):
         self._marker: str | None = None
         self._tmpdir: str | None = None
         self._close_timeout_s = 5.0
+        self._max_result_bytes = 16 << 20
         self._driver = None
         self._closed = False
         self._dying = False
@@ -54,6 +56,7 @@ class BrowserActor(FoxdenActor):
         self._tmpdir = msg.tmpdir.rstrip("/") + "/"
         logs.set_context(browser=msg.browser)
         self._close_timeout_s = msg.config.watchdog.close_timeout_s
+        self._max_result_bytes = int(msg.config.jobs.max_result_mb * (1 << 20))
         # Inherited by every process the driver starts: the marker lets the
         # supervisor find them all; TMPDIR keeps their profile and temp dirs
         # inside a directory it removes.
@@ -124,11 +127,12 @@ class BrowserActor(FoxdenActor):
             return  # we are exiting; the supervisor answers for the job on our exit
         with logs.context(job=msg.job.id, session=msg.job.session):
             try:
-                outcome = self._driver.run(msg.job, msg.budget_s)
+                # Capped here, before the result is copied to any other process.
+                outcome = results.capped(self._driver.run(msg.job, msg.budget_s), self._max_result_bytes)
             except BrowserDied as exc:
                 self._die("crash", str(exc))
                 return
             except Exception as exc:  # a bug of ours, not the page's: still one answer
                 log.exception("job %s failed unexpectedly", msg.job.key)
-                outcome = Outcome("failed", error=("internal_error", f"{type(exc).__name__}: {exc}"))
+                outcome = Outcome("failed", error=ErrorCode.INTERNAL_ERROR.error(f"{type(exc).__name__}: {exc}"))
         self.send(sender, JobDone(self._id, msg.job.key, outcome, self._driver.sessions()))

@@ -15,6 +15,7 @@ from thespian.actors import WakeupMessage
 from foxden import logs
 from foxden.actors.base import FoxdenActor
 from foxden.protocols import wire
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     Assign,
     AssignRefused,
@@ -122,23 +123,23 @@ class DispatcherActor(FoxdenActor):
         self.totals["submitted"] += 1
         refusal = self._refusal(req)
         if refusal is not None:
-            status, code, message = refusal
-            self._answer(job, status, error=(code, message))
+            status, error = refusal
+            self._answer(job, status, error=error)
             return
         job.queued_at = job.submitted
         self.queue.append(key)
         self._pump()
 
-    def _refusal(self, req: wire.JobRequest) -> tuple[str, str, str] | None:
+    def _refusal(self, req: wire.JobRequest) -> tuple[str, wire.ErrorInfo] | None:
         if self.draining:
-            return "rejected", "shutting_down", "the daemon is shutting down"
+            return "rejected", ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down")
         bad = check_url(req.url, allow_private=self.config.jobs.allow_private)
         if bad is not None:
-            return ("rejected", *bad)
+            return "rejected", bad
         if self.pool_error is not None:
-            return "failed", "no_browsers", self.pool_error
+            return "failed", ErrorCode.NO_BROWSERS.error(self.pool_error)
         if len(self.queue) >= self.config.jobs.max_queue:
-            return "rejected", "queue_full", f"{len(self.queue)} jobs already queued ([jobs] max_queue)"
+            return "rejected", ErrorCode.QUEUE_FULL.error(f"{len(self.queue)} jobs already queued ([jobs] max_queue)")
         return None
 
     # --- assignment --------------------------------------------------------------
@@ -168,7 +169,7 @@ class DispatcherActor(FoxdenActor):
                 self._assign(job, next(iter(self.idle)))
                 continue
             if session in self.lost_sessions and not job.request.new_session:
-                self._answer(job, "failed", error=("session_lost", self._lost_message(session)))
+                self._answer(job, "failed", error=ErrorCode.SESSION_LOST.error(self._lost_message(session)))
                 continue
             home = self.session_home.get(session)
             if session in busy_sessions or (home is not None and home not in self.idle):
@@ -261,13 +262,13 @@ class DispatcherActor(FoxdenActor):
     def _attempt_died(self, job: Job, msg: BrowserGone) -> None:
         where = f"browser {msg.browser} {msg.reason}" + (f": {msg.detail}" if msg.detail else "")
         if msg.reason == "timeout":
-            self._answer(job, "timeout", error=("timeout", f"no answer within the attempt's budget; {where}"),
+            self._answer(job, "timeout", error=ErrorCode.TIMEOUT.error(f"no answer within the attempt's budget; {where}"),
                          browser=msg.browser)
         elif msg.reason == "shutdown" or self.draining:
-            self._answer(job, "failed", error=("shutting_down", f"the daemon stopped during the job; {where}"),
+            self._answer(job, "failed", error=ErrorCode.SHUTTING_DOWN.error(f"the daemon stopped during the job; {where}"),
                          browser=msg.browser)
         elif job.session is not None and not job.request.new_session:
-            self._answer(job, "failed", error=("browser_crashed", f"{where}; session {job.session} was lost with it"),
+            self._answer(job, "failed", error=ErrorCode.BROWSER_CRASHED.error(f"{where}; session {job.session} was lost with it"),
                          browser=msg.browser)
         elif len(job.tries) <= self.config.jobs.retries and self.pool_error is None:
             self.totals["retried"] += 1
@@ -275,14 +276,14 @@ class DispatcherActor(FoxdenActor):
                 log.info("job %s: retrying after %s", job.key, where)
             self.queue.appendleft(job.key)
         else:
-            code = "no_browsers" if self.pool_error else "browser_crashed"
-            self._answer(job, "failed", error=(code, where), browser=msg.browser)
+            code = ErrorCode.NO_BROWSERS if self.pool_error else ErrorCode.BROWSER_CRASHED
+            self._answer(job, "failed", error=code.error(where), browser=msg.browser)
 
     def receiveMsg_PoolFailed(self, msg: PoolFailed, sender) -> None:
         self.pool_error = msg.error
         while self.queue:
             job = self.jobs[self.queue.popleft()]
-            self._answer(job, "failed", error=("no_browsers", msg.error))
+            self._answer(job, "failed", error=ErrorCode.NO_BROWSERS.error(msg.error))
 
     def _lost_message(self, session: str) -> str:
         return (f"session {session} is gone ({self.lost_sessions[session]}); "
@@ -290,32 +291,29 @@ class DispatcherActor(FoxdenActor):
 
     # --- the one answer ----------------------------------------------------------------
 
-    def _answer(self, job: Job, status: str, *, error=None, result=None, browser=None) -> None:
-        if self.jobs.pop(job.key, None) is None:
+    def _answer(self, job: Job, status: str, *, error: wire.ErrorInfo | None = None,
+                result: wire.PageResult | None = None, browser: str | None = None) -> None:
+        if job.key not in self.jobs:
             log.error("job %s: a second answer (%s) was suppressed", job.key, status)
             return
-        self.totals[status] += 1
         elapsed = time.monotonic() - job.submitted
-        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
-        self.duration_sum += elapsed
-        if error is not None:
-            self.errors[error[0]] += 1
-        page = None
-        if result is not None:
-            page = wire.PageResult(
-                final_url=result["final_url"], http_status=result["http_status"], title=result["title"],
-                content_length=result["content_length"], eval=result.get("eval"),
-                screenshot=result.get("screenshot"),
-            )
+        # Built before the job is forgotten: if building fails, the job is
+        # still here for the failure policy (repair) to answer.
         answer = wire.Answer(
             id=job.request.id or job.key,
             status=status,
-            error=wire.ErrorInfo(*error) if error is not None else None,
-            result=page,
+            error=error,
+            result=result,
             attempts=len(job.tries),
             browser=browser,
             elapsed_ms=round(elapsed * 1000.0, 3),
         )
+        del self.jobs[job.key]
+        self.totals[status] += 1
+        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        self.duration_sum += elapsed
+        if error is not None:
+            self.errors[error.code] += 1
         if self.draining:
             self.drain_answered += 1
         self.send(job.reply_to, JobAnswer(job.tag, answer))
@@ -337,7 +335,7 @@ class DispatcherActor(FoxdenActor):
         for key in [k for k in self.queue if now - self.jobs[k].queued_at > limit]:
             self.queue.remove(key)
             self._answer(self.jobs[key], "timeout",
-                         error=("queue_timeout", f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
+                         error=ErrorCode.QUEUE_TIMEOUT.error(f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
 
     # --- shutdown --------------------------------------------------------------------
 
@@ -349,7 +347,7 @@ class DispatcherActor(FoxdenActor):
                  msg.grace_s)
         while self.queue:
             job = self.jobs[self.queue.popleft()]
-            self._answer(job, "rejected", error=("shutting_down", "the daemon is shutting down"))
+            self._answer(job, "rejected", error=ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down"))
         self.idle.clear()
         if self.running:
             self.wakeupAfter(msg.grace_s, payload=DRAIN_DEADLINE)
@@ -368,7 +366,7 @@ class DispatcherActor(FoxdenActor):
         # Every BrowserGone was delivered before this (same sender, in order),
         # so anything still here was queued for a retry after its browser died.
         for job in list(self.jobs.values()):
-            self._answer(job, "failed", error=("shutting_down", "the daemon stopped before the job could run"))
+            self._answer(job, "failed", error=ErrorCode.SHUTTING_DOWN.error("the daemon stopped before the job could run"))
         self.queue.clear()
         if self.drain_reply is not None:
             self.send(self.drain_reply, Drained(self.drain_answered))

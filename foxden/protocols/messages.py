@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from foxden.protocols.wire import ErrorInfo, PageResult
 
 # These cross Thespian's transport between our own actor processes only.
 # Everything that comes from a client is decoded by foxden.protocols.wire
@@ -31,12 +33,13 @@ class JobSpec:
 class Outcome:
     """How one attempt ended inside a live browser (the browser survived it).
 
-    status is "ok", "failed" or "timeout"; `result` is a PageResult-shaped
-    dict when ok; `error` is (code, message) otherwise."""
+    The wire types, built by the browser actor's driver and passed on as they
+    are up to the client's answer: `result` when status is "ok", else
+    `error` (made by foxden.protocols.errors.ErrorCode.error)."""
 
-    status: str
-    result: dict | None = None
-    error: tuple[str, str] | None = None
+    status: Literal["ok", "failed", "timeout"]
+    result: PageResult | None = None
+    error: ErrorInfo | None = None
 
 
 # --- daemon -> actors: wiring ------------------------------------------------

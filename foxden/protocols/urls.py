@@ -4,11 +4,14 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from foxden.protocols.errors import ErrorCode
+from foxden.protocols.wire import ErrorInfo
+
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
 
-def check_url(url: str, *, allow_private: bool = True) -> tuple[str, str] | None:
-    """None if a job may open `url`, else (error code, message).
+def check_url(url: str, *, allow_private: bool = True) -> ErrorInfo | None:
+    """None if a job may open `url`, else why not (code and message).
 
     Codes: "bad_url" (unparseable, no host), "unsupported_scheme" (file:,
     chrome:, view-source:, javascript:, data:, about: other than about:blank),
@@ -23,15 +26,16 @@ def check_url(url: str, *, allow_private: bool = True) -> tuple[str, str] | None
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        return "bad_url", f"cannot parse URL {url!r}: {exc}"
+        return ErrorCode.BAD_URL.error(f"cannot parse URL {url!r}: {exc}")
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         shown = f"{scheme}:" if scheme else "(none)"
-        return "unsupported_scheme", f"scheme {shown} is not allowed; only http, https and about:blank"
+        return ErrorCode.UNSUPPORTED_SCHEME.error(f"scheme {shown} is not allowed; only http, https and about:blank")
     if not host:
-        return "bad_url", f"URL {url!r} has no host"
+        return ErrorCode.BAD_URL.error(f"URL {url!r} has no host")
     if not allow_private and _is_private(host):
-        return "private_target", f"{host} is a loopback or private address, refused by [jobs] allow_private = false"
+        return ErrorCode.PRIVATE_TARGET.error(
+            f"{host} is a loopback or private address, refused by [jobs] allow_private = false")
     return None
 
 
