@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import pickle
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
-from foxden import safepickle
+from foxden import AsyncClient, safepickle
+from foxden.client import (
+    BrokenByDaemonError,
+    ClientError,
+    ClosedByCallerError,
+    TimedOutError,
+    UnreachableError,
+)
 from foxden.drivers import results
 from foxden.protocols import wire
 from foxden.protocols.errors import ErrorCode, Kind, Where
@@ -143,3 +152,95 @@ def test_a_daemon_answers_a_too_large_eval_result_failed_and_keeps_its_browser(m
     assert small.status == "ok" and small.result.eval == 1000 and small.browser == big.browser
     st = d.status()
     assert st["errors"] == {"result_too_large": 1} and st["restarts"] == 0 and st["invariants"]["ok"]
+
+
+# --- client errors say who ended the request ------------------------------------------------
+
+HANG = "new Promise(() => {})"  # an eval that never settles: only the watchdog (or the caller) ends it
+
+
+def _sync_submit_in_thread(client, url):
+    """Submit on a thread; returns (thread, box): box["error"] is what the submit raised."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["answer"] = client.submit(url, eval=HANG, timeout_s=120)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def _wait_submitted(daemon, n):
+    daemon.wait_until(lambda s: s["totals"]["submitted"] >= n, timeout=30, interval=0.05)
+
+
+@pytest.mark.browser
+def test_client_errors_say_the_caller_closed_it_or_it_timed_out(make_daemon, site):
+    d = make_daemon({"pool": {"size": 2}, "daemon": {"grace_s": 1.0}})
+    url = site.url("/")
+    # Sync: closed by this program (from another thread) while a request waits, and after.
+    c = d.client()
+    t, box = _sync_submit_in_thread(c, url)
+    _wait_submitted(d, 1)
+    c.close()
+    t.join(10)
+    assert isinstance(box.get("error"), ClosedByCallerError), box
+    with pytest.raises(ClosedByCallerError):
+        c.ping()
+    # Sync: no answer within the client's timeout.
+    with d.client(timeout=0.5) as slow:
+        with pytest.raises(TimedOutError, match="0.5s") as caught:
+            slow.submit(url, eval=HANG, timeout_s=120)
+    assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, ClientError)
+
+    async def main():
+        ac = AsyncClient.from_config(d.config)
+        await ac.connect()
+        job = asyncio.create_task(ac.submit(url, eval=HANG, timeout_s=120))
+        while (await ac.status())["totals"]["submitted"] < 3:
+            await asyncio.sleep(0.05)
+        await ac.close()
+        with pytest.raises(ClosedByCallerError):
+            await asyncio.wait_for(job, 10)
+        with pytest.raises(ClosedByCallerError):
+            await ac.ping()
+        async with AsyncClient.from_config(d.config, timeout=0.5) as quick:
+            with pytest.raises(TimedOutError, match="0.5s"):
+                await quick.submit(url, eval=HANG, timeout_s=120)
+            await quick.ping()  # a timeout leaves the connection usable
+
+    asyncio.run(main())
+
+
+@pytest.mark.browser
+def test_client_errors_say_the_daemon_broke_it_when_the_daemon_is_killed(make_daemon, site):
+    d = make_daemon({"pool": {"size": 2}})
+    d.expect_failure = True  # SIGKILLed on purpose
+    url = site.url("/")
+    sync_client = d.client()
+    t, box = _sync_submit_in_thread(sync_client, url)
+
+    async def main():
+        async with AsyncClient.from_config(d.config) as ac:
+            job = asyncio.create_task(ac.submit(url, eval=HANG, timeout_s=120))
+            while (await ac.status())["totals"]["submitted"] < 2:
+                await asyncio.sleep(0.05)
+            # What an OOM kill does: every process of the daemon dies at once.
+            d.proc.kill()
+            d.kill_leftovers()
+            with pytest.raises(BrokenByDaemonError, match="closed the connection|broke"):
+                await asyncio.wait_for(job, 10)
+            with pytest.raises(BrokenByDaemonError):
+                await ac.ping()
+
+    asyncio.run(main())
+    t.join(10)
+    sync_client.close()
+    assert isinstance(box.get("error"), BrokenByDaemonError), box
+    assert "closed the connection" in str(box["error"]) or "broke" in str(box["error"])
+    with pytest.raises(UnreachableError):
+        d.client()

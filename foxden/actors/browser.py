@@ -7,7 +7,7 @@ import os
 from thespian.actors import ActorExitRequest
 
 from foxden import logs, procs
-from foxden.actors.base import FoxdenActor
+from foxden.actors.base import FoxdenActor, OnFailure, fault_point
 from foxden.drivers import BrowserDied, open_driver, results
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
@@ -36,6 +36,10 @@ class BrowserActor(FoxdenActor):
     supervisor's ChildActorExited handler answers for the job."""
 
     role = "browser"
+    # A browser actor is disposable: one whose handler failed ends itself,
+    # and the supervisor's one cleanup path answers for its job (retry or
+    # browser_crashed) and replaces it.
+    on_failure = OnFailure.CRASH
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -109,6 +113,10 @@ class BrowserActor(FoxdenActor):
             self.send(self._supervisor, Dying(self._id, reason, detail[:2000]))
         self.send(self.myAddress, ActorExitRequest())
 
+    def crash(self, detail: str) -> None:
+        """An orderly exit (Dying, then close the browser) rather than the base's os._exit."""
+        self._die("crash", detail)
+
     def _browser_alive(self) -> bool:
         return self._driver is not None and self._driver.alive()
 
@@ -135,4 +143,5 @@ class BrowserActor(FoxdenActor):
             except Exception as exc:  # a bug of ours, not the page's: still one answer
                 log.exception("job %s failed unexpectedly", msg.job.key)
                 outcome = Outcome("failed", error=ErrorCode.INTERNAL_ERROR.error(f"{type(exc).__name__}: {exc}"))
+            fault_point("browser.job_done", msg.job.id)
         self.send(sender, JobDone(self._id, msg.job.key, outcome, self._driver.sessions()))

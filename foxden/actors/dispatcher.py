@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from thespian.actors import WakeupMessage
 
 from foxden import logs
-from foxden.actors.base import FoxdenActor
+from foxden.actors.base import FoxdenActor, OnFailure, fault_point
 from foxden.protocols import wire
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
@@ -74,6 +74,9 @@ class DispatcherActor(FoxdenActor):
     session's context: the browser actor is the session's lock."""
 
     role = "dispatcher"
+    # A failed handler must not leave a job without its answer or a browser
+    # neither idle, running nor gone: repair() restores both (see there).
+    on_failure = OnFailure.REPAIR
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -230,6 +233,7 @@ class DispatcherActor(FoxdenActor):
             del self.running[msg.browser]
         job = self.jobs.get(msg.job_key)
         if job is not None:
+            fault_point("dispatcher.job_finished", job.request.id)
             o = msg.outcome
             self._answer(job, o.status, error=o.error, result=o.result, browser=msg.browser)
         if self.draining:
@@ -288,6 +292,36 @@ class DispatcherActor(FoxdenActor):
     def _lost_message(self, session: str) -> str:
         return (f"session {session} is gone ({self.lost_sessions[session]}); "
                 "submit with new_session to start it afresh")
+
+    # --- after a failed handler ----------------------------------------------------------
+
+    def repair(self, msg) -> None:
+        """Restore what a failed handler may have left half-done; idempotent.
+
+        Between handlers every unanswered job is queued or running, and a
+        browser that ended an attempt is idle (if still available), running
+        another job or gone. The attempt `msg` ended is over whatever the
+        handler did; any job that is then neither queued nor running lost
+        its way and is answered internal_error, exactly once (answering
+        removes it)."""
+        browser, job_key = getattr(msg, "browser", None), getattr(msg, "job_key", None)
+        if job_key is not None and self.running.get(browser) == job_key:
+            del self.running[browser]
+        if isinstance(msg, BrowserGone):
+            self.idle.pop(browser, None)
+            self.channel.pop(browser, None)
+        elif isinstance(msg, JobFinished) and msg.available and not self.draining and browser in self.channel \
+                and browser not in self.running:
+            self.idle[browser] = None  # it lives on: not forgotten by the dispatcher while the supervisor keeps it
+        placed = set(self.queue) | set(self.running.values())
+        for job in [j for key, j in self.jobs.items() if key not in placed]:
+            self._answer(job, "failed", browser=job.tries[-1] if job.tries else None,
+                         error=ErrorCode.INTERNAL_ERROR.error(
+                             f"the dispatcher failed while handling {type(msg).__name__}; see the daemon's log"))
+        if self.draining:
+            self._maybe_stop_pool()
+        else:
+            self._pump()
 
     # --- the one answer ----------------------------------------------------------------
 
