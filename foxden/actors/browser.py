@@ -15,6 +15,7 @@ from foxden.protocols.messages import (
     BrowserStarted,
     Dying,
     JobDone,
+    JobResult,
     Outcome,
     Ping,
     Pong,
@@ -144,4 +145,9 @@ class BrowserActor(FoxdenActor):
                 log.exception("job %s failed unexpectedly", msg.job.key)
                 outcome = Outcome("failed", error=ErrorCode.INTERNAL_ERROR.error(f"{type(exc).__name__}: {exc}"))
             fault_point("browser.job_done", msg.job.id)
+        if msg.job.answer_to is not None:
+            # Straight to the dispatcher, first: the supervisor gets a small
+            # notice, so a large result is unpickled in one process only.
+            self.send(msg.job.answer_to, JobResult(self._id, msg.job.key, outcome))
+            outcome = None
         self.send(sender, JobDone(self._id, msg.job.key, outcome, self._driver.sessions()))

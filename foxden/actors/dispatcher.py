@@ -27,6 +27,7 @@ from foxden.protocols.messages import (
     InitDispatcher,
     JobAnswer,
     JobFinished,
+    JobResult,
     JobSpec,
     PoolFailed,
     PoolStopped,
@@ -93,6 +94,10 @@ class DispatcherActor(FoxdenActor):
         # its BrowserGone (or a refusal that says it is gone).
         self.channel: dict[str, list[int]] = {}
         self.gones = 0
+        # Attempts the supervisor said ended (JobFinished) before their
+        # JobResult came: (browser, job key). Their jobs are neither queued
+        # nor running; the JobResult or the browser's BrowserGone settles them.
+        self.awaiting: set[tuple[str, str]] = set()
         self.session_home: dict[str, str] = {}
         self.lost_sessions: OrderedDict[str, str] = OrderedDict()
         self.pool_error: str | None = None
@@ -203,7 +208,7 @@ class DispatcherActor(FoxdenActor):
         spec = JobSpec(
             key=job.key, id=req.id or job.key, url=req.url, eval=req.eval, wait_for=req.wait_for,
             timeout_s=timeout, session=req.session, new_session=req.new_session and len(job.tries) == 1,
-            screenshot=req.screenshot,
+            screenshot=req.screenshot, answer_to=self.myAddress,
         )
         self.send(self.supervisor, Assign(browser, spec, budget))
 
@@ -234,14 +239,33 @@ class DispatcherActor(FoxdenActor):
         job = self.jobs.get(msg.job_key)
         if job is not None:
             fault_point("dispatcher.job_finished", job.request.id)
-            o = msg.outcome
-            self._answer(job, o.status, error=o.error, result=o.result, browser=msg.browser)
+            if msg.outcome is not None:
+                self._answer_outcome(job, msg.outcome, msg.browser)
+            else:
+                self.awaiting.add((msg.browser, msg.job_key))  # its JobResult is on its way
         if self.draining:
             self._maybe_stop_pool()
         else:
             if msg.available:
                 self.idle[msg.browser] = None
             self._pump()
+
+    def receiveMsg_JobResult(self, msg: JobResult, sender) -> None:
+        job = self.jobs.get(msg.job_key)
+        attempt = (msg.browser, msg.job_key)
+        if attempt in self.awaiting:
+            self.awaiting.discard(attempt)
+        elif self.running.get(msg.browser) != msg.job_key:
+            # Its attempt was settled without it (its browser's BrowserGone
+            # came first: the job was retried or answered): one answer only.
+            log.info("job %s: dropped a late result from browser %s", msg.job_key, msg.browser)
+            return
+        if job is not None:
+            self._answer_outcome(job, msg.outcome, msg.browser)
+        self._maybe_stop_pool()
+
+    def _answer_outcome(self, job: Job, outcome, browser: str) -> None:
+        self._answer(job, outcome.status, error=outcome.error, result=outcome.result, browser=browser)
 
     def receiveMsg_BrowserGone(self, msg: BrowserGone, sender) -> None:
         self.gones += 1
@@ -258,6 +282,12 @@ class DispatcherActor(FoxdenActor):
         job = self.jobs.get(msg.job_key) if msg.job_key else None
         if job is not None:
             self._attempt_died(job, msg)
+        for attempt in [a for a in self.awaiting if a[0] == msg.browser]:
+            # Its JobResult did not come before the browser ended: it may
+            # never come, so the attempt counts as died with its browser.
+            self.awaiting.discard(attempt)
+            if attempt[1] in self.jobs:
+                self._attempt_died(self.jobs[attempt[1]], msg)
         if self.draining:
             self._maybe_stop_pool()
         else:
@@ -298,8 +328,8 @@ class DispatcherActor(FoxdenActor):
     def repair(self, msg) -> None:
         """Restore what a failed handler may have left half-done; idempotent.
 
-        Between handlers every unanswered job is queued or running, and a
-        browser that ended an attempt is idle (if still available), running
+        Between handlers every unanswered job is queued, running or
+        awaiting its JobResult, and a browser that ended an attempt is idle (if still available), running
         another job or gone. The attempt `msg` ended is over whatever the
         handler did; any job that is then neither queued nor running lost
         its way and is answered internal_error, exactly once (answering
@@ -313,7 +343,7 @@ class DispatcherActor(FoxdenActor):
         elif isinstance(msg, JobFinished) and msg.available and not self.draining and browser in self.channel \
                 and browser not in self.running:
             self.idle[browser] = None  # it lives on: not forgotten by the dispatcher while the supervisor keeps it
-        placed = set(self.queue) | set(self.running.values())
+        placed = set(self.queue) | set(self.running.values()) | {key for _, key in self.awaiting}
         for job in [j for key, j in self.jobs.items() if key not in placed]:
             self._answer(job, "failed", browser=job.tries[-1] if job.tries else None,
                          error=ErrorCode.INTERNAL_ERROR.error(
@@ -388,7 +418,7 @@ class DispatcherActor(FoxdenActor):
         self._maybe_stop_pool()
 
     def _maybe_stop_pool(self) -> None:
-        if self.draining and not self.running and not self.queue:
+        if self.draining and not self.running and not self.queue and not self.awaiting:
             self._stop_pool()
 
     def _stop_pool(self) -> None:
@@ -402,6 +432,7 @@ class DispatcherActor(FoxdenActor):
         for job in list(self.jobs.values()):
             self._answer(job, "failed", error=ErrorCode.SHUTTING_DOWN.error("the daemon stopped before the job could run"))
         self.queue.clear()
+        self.awaiting.clear()
         if self.drain_reply is not None:
             self.send(self.drain_reply, Drained(self.drain_answered))
 
@@ -423,6 +454,7 @@ class DispatcherActor(FoxdenActor):
             "gones": self.gones,
             "running_ids": {b: (self.jobs[k].request.id or k) for b, k in self.running.items() if k in self.jobs},
             "unanswered": len(self.jobs),
+            "awaiting_results": len(self.awaiting),
             "idle": list(self.idle),
             "sessions": dict(self.session_home),
             "totals": {k: self.totals.get(k, 0) for k in ("submitted", "ok", "failed", "timeout", "rejected", "retried")},
