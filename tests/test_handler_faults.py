@@ -44,10 +44,10 @@ def test_the_failure_policies_are_declared_where_a_failure_would_lose_something(
 
 @pytest.mark.browser
 def test_a_dispatcher_handler_that_raises_halfway_still_answers_the_job_once(make_daemon, site, monkeypatch):
-    # Raised inside receiveMsg_JobFinished after the attempt was counted and
-    # before the answer: the repair answers internal_error and the browser
-    # goes back to work.
-    monkeypatch.setenv(FAULTS_ENV, "dispatcher.job_finished=fault-me")
+    # Raised in the handler that answers the job (JobResult, or JobFinished
+    # when the result came first), after its bookkeeping and before the
+    # answer: the repair answers internal_error and the browser goes back to work.
+    monkeypatch.setenv(FAULTS_ENV, "dispatcher.answer_outcome=fault-me")
     d = make_daemon({"pool": {"size": 1}})
     with d.client(timeout=60) as c:
         hit = c.submit(site.url("/"), id="fault-me", eval="1 + 1")
@@ -55,11 +55,12 @@ def test_a_dispatcher_handler_that_raises_halfway_still_answers_the_job_once(mak
         c.ping()
         assert not any(c._inbox.values()), c._inbox  # no second reply came for either request
     assert hit.status == "failed" and hit.error.code == "internal_error", hit
-    assert "JobFinished" in hit.error.message and hit.browser == "b1" and hit.attempts == 1
+    assert "the dispatcher failed while handling Job" in hit.error.message
+    assert hit.browser == "b1" and hit.attempts == 1
     assert after.status == "ok" and after.browser == "b1", after
     st = assert_settled(d, live=1)
     assert st["errors"] == {"internal_error": 1} and st["restarts"] == 0, st
-    assert "InjectedFault: fault injected at dispatcher.job_finished" in d.log_tail(400)
+    assert "InjectedFault: fault injected at dispatcher.answer_outcome" in d.log_tail(400)
 
 
 @pytest.mark.browser

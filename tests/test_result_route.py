@@ -131,3 +131,17 @@ def test_an_outcome_carried_by_the_supervisors_notice_is_still_answered():
     d, (key,) = started("b1")
     d.receiveMsg_JobFinished(JobFinished("b1", key, OK), "supervisor")
     assert [a.status for a in d.answers()] == ["ok"] and not d.awaiting
+
+
+@pytest.mark.parametrize("result_first", [True, False])
+def test_a_handler_that_raises_while_answering_still_answers_once_and_frees_the_browser(result_first, monkeypatch):
+    import foxden.actors.base as base
+
+    monkeypatch.setattr(base, "_FAULTS", base.parse_faults("dispatcher.answer_outcome=j0"))
+    d, (key,) = started("b1")
+    notice = JobFinished("b1", key, None)
+    result = JobResult("b1", key, OK)
+    for msg in ((result, notice) if result_first else (notice, result)):
+        d.receiveMessage(msg, "sender")  # through the failure policy, as Thespian calls it
+    assert [(a.status, a.error.code) for a in d.answers()] == [("failed", "internal_error")]
+    assert not d.jobs and not d.awaiting and not d.running and "b1" in d.idle

@@ -238,7 +238,6 @@ class DispatcherActor(FoxdenActor):
             del self.running[msg.browser]
         job = self.jobs.get(msg.job_key)
         if job is not None:
-            fault_point("dispatcher.job_finished", job.request.id)
             if msg.outcome is not None:
                 self._answer_outcome(job, msg.outcome, msg.browser)
             else:
@@ -265,6 +264,7 @@ class DispatcherActor(FoxdenActor):
         self._maybe_stop_pool()
 
     def _answer_outcome(self, job: Job, outcome, browser: str) -> None:
+        fault_point("dispatcher.answer_outcome", job.request.id)
         self._answer(job, outcome.status, error=outcome.error, result=outcome.result, browser=browser)
 
     def receiveMsg_BrowserGone(self, msg: BrowserGone, sender) -> None:
