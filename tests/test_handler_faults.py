@@ -1,4 +1,4 @@
-"""A handler that raises in a real daemon loses nothing: its job gets exactly one answer, its browser is not half-forgotten."""
+"""A handler that raises in a real daemon loses nothing: one answer per job, no browser half-forgotten."""
 from __future__ import annotations
 
 import pytest

@@ -296,14 +296,14 @@ class DispatcherActor(FoxdenActor):
     def _attempt_died(self, job: Job, msg: BrowserGone) -> None:
         where = f"browser {msg.browser} {msg.reason}" + (f": {msg.detail}" if msg.detail else "")
         if msg.reason == "timeout":
-            self._answer(job, "timeout", error=ErrorCode.TIMEOUT.error(f"no answer within the attempt's budget; {where}"),
-                         browser=msg.browser)
+            self._answer(job, "timeout", browser=msg.browser,
+                         error=ErrorCode.TIMEOUT.error(f"no answer within the attempt's budget; {where}"))
         elif msg.reason == "shutdown" or self.draining:
-            self._answer(job, "failed", error=ErrorCode.SHUTTING_DOWN.error(f"the daemon stopped during the job; {where}"),
-                         browser=msg.browser)
+            self._answer(job, "failed", browser=msg.browser,
+                         error=ErrorCode.SHUTTING_DOWN.error(f"the daemon stopped during the job; {where}"))
         elif job.session is not None and not job.request.new_session:
-            self._answer(job, "failed", error=ErrorCode.BROWSER_CRASHED.error(f"{where}; session {job.session} was lost with it"),
-                         browser=msg.browser)
+            self._answer(job, "failed", browser=msg.browser,
+                         error=ErrorCode.BROWSER_CRASHED.error(f"{where}; session {job.session} was lost with it"))
         elif len(job.tries) <= self.config.jobs.retries and self.pool_error is None:
             self.totals["retried"] += 1
             with logs.context(browser=msg.browser, job=job.request.id or job.key, session=job.session):
@@ -329,11 +329,12 @@ class DispatcherActor(FoxdenActor):
         """Restore what a failed handler may have left half-done; idempotent.
 
         Between handlers every unanswered job is queued, running or
-        awaiting its JobResult, and a browser that ended an attempt is idle (if still available), running
-        another job or gone. The attempt `msg` ended is over whatever the
-        handler did; any job that is then neither queued nor running lost
-        its way and is answered internal_error, exactly once (answering
-        removes it)."""
+        awaiting its JobResult, and a browser that ended an attempt is idle
+        (if still available), running another job or gone. The attempt `msg`
+        ended is over whatever the handler did; any job that is then in none
+        of those places lost its way and is answered internal_error, exactly
+        once (answering removes it). Raising here crashes the dispatcher
+        (base.OnFailure): the daemon's watch then stops the instance."""
         browser, job_key = getattr(msg, "browser", None), getattr(msg, "job_key", None)
         if job_key is not None and self.running.get(browser) == job_key:
             del self.running[browser]
@@ -399,7 +400,8 @@ class DispatcherActor(FoxdenActor):
         for key in [k for k in self.queue if now - self.jobs[k].queued_at > limit]:
             self.queue.remove(key)
             self._answer(self.jobs[key], "timeout",
-                         error=ErrorCode.QUEUE_TIMEOUT.error(f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
+                         error=ErrorCode.QUEUE_TIMEOUT.error(
+                             f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
 
     # --- shutdown --------------------------------------------------------------------
 
@@ -430,7 +432,8 @@ class DispatcherActor(FoxdenActor):
         # Every BrowserGone was delivered before this (same sender, in order),
         # so anything still here was queued for a retry after its browser died.
         for job in list(self.jobs.values()):
-            self._answer(job, "failed", error=ErrorCode.SHUTTING_DOWN.error("the daemon stopped before the job could run"))
+            self._answer(job, "failed",
+                         error=ErrorCode.SHUTTING_DOWN.error("the daemon stopped before the job could run"))
         self.queue.clear()
         self.awaiting.clear()
         if self.drain_reply is not None:

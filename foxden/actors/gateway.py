@@ -241,8 +241,8 @@ class GatewayActor(FoxdenActor):
             return
         if isinstance(item, wire.Submit):
             if conn.pending >= MAX_PENDING_PER_CONNECTION:
-                self._reply(conn, ErrorCode.TOO_MANY_REQUESTS.reply(item.rid,
-                                                                    f"more than {MAX_PENDING_PER_CONNECTION} unanswered requests"))
+                self._reply(conn, ErrorCode.TOO_MANY_REQUESTS.reply(
+                    item.rid, f"more than {MAX_PENDING_PER_CONNECTION} unanswered requests"))
                 return
             conn.pending += 1
             self.send(self.dispatcher, SubmitJob(item.job, (conn.cid, item.rid)))

@@ -338,7 +338,8 @@ def _from_map(spec: _Spec, m: dict, prefix: str, envelope: int) -> Any:
             kwargs[name] = check(value, prefix + name)
     if len(m) != len(kwargs) + envelope:
         unknown = next(k for k in m if k not in spec.names and not (envelope and k in _ENVELOPE))
-        raise ProtocolError(ErrorCode.BAD_FIELD, f"{prefix}{unknown if type(unknown) is str else repr(unknown)}: unknown field")
+        shown = unknown if type(unknown) is str else repr(unknown)
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"{prefix}{shown}: unknown field")
     obj = spec.cls(**kwargs)
     if spec.post is not None:
         spec.post(obj)
