@@ -145,3 +145,13 @@ def test_a_handler_that_raises_while_answering_still_answers_once_and_frees_the_
         d.receiveMessage(msg, "sender")  # through the failure policy, as Thespian calls it
     assert [(a.status, a.error.code) for a in d.answers()] == [("failed", "internal_error")]
     assert not d.jobs and not d.awaiting and not d.running and "b1" in d.idle
+
+
+def test_work_goes_on_while_an_answered_attempt_still_holds_its_browser():
+    # Found by the chaos run: an answered job still in `running` (its
+    # JobFinished not yet in) broke the next assignment.
+    d, (key,) = started("b1")
+    d.receiveMsg_JobResult(JobResult("b1", key, OK), "b1-actor")
+    d.receiveMsg_SubmitJob(SubmitJob(wire.JobRequest(url="http://x.test/", id="next", session="s"), tag=9), "gw")
+    d.receiveMsg_WorkRequest(WorkRequest("b2", "chromium"), "supervisor")
+    assert [a.browser for a in d.assigned()] == ["b1", "b2"] and d.running["b1"] == key

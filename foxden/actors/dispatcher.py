@@ -167,7 +167,9 @@ class DispatcherActor(FoxdenActor):
     def _assign_queued(self) -> None:
         if not self.idle or not self.queue or self.draining:
             return
-        busy_sessions = {self.jobs[k].session for k in self.running.values()}
+        # A running attempt's job may be answered already (its JobResult came
+        # before the supervisor's JobFinished): its browser is still busy.
+        busy_sessions = {self.jobs[k].session for k in self.running.values() if k in self.jobs}
         kept: deque[str] = deque()
         while self.queue and self.idle:
             key = self.queue.popleft()
