@@ -6,7 +6,15 @@ import itertools
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
-from foxden.client import ClientError, ServerError, job_request
+from foxden.client import (
+    BrokenByDaemonError,
+    ClientError,
+    ClosedByCallerError,
+    ServerError,
+    TimedOutError,
+    UnreachableError,
+    job_request,
+)
 from foxden.protocols import wire
 
 CONNECT_TIMEOUT_S = 10.0
@@ -18,7 +26,8 @@ class AsyncClient:
     Any number of tasks may submit at once: each request has its own rid, and
     one reader task hands every reply to the future waiting on its rid. The
     connection is opened by `async with`, connect(), or the first request.
-    When it breaks, every waiting request fails with ClientError."""
+    When it breaks, every waiting request fails with BrokenByDaemonError;
+    when this program closes it, with ClosedByCallerError."""
 
     def __init__(self, socket_path: str | os.PathLike | None = None, *, tcp: tuple[str, int] | None = None,
                  token: str | None = None, timeout: float | None = None):
@@ -68,8 +77,8 @@ class AsyncClient:
                 reader, self._writer = await asyncio.wait_for(opening, CONNECT_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc) or "timed out"
-                raise ClientError(f"cannot reach the foxden daemon at {self._where}: {reason} "
-                                  "(is `foxden run` running with this config?)") from None
+                raise UnreachableError(f"cannot reach the foxden daemon at {self._where}: {reason} "
+                                       "(is `foxden run` running with this config?)") from None
             self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
             if self._token:
                 try:
@@ -87,7 +96,7 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        self._fail_all(ClientError("the client was closed"))
+        self._fail_all(ClosedByCallerError("the client was closed during the request"))
         await self._disconnect()
 
     async def _disconnect(self) -> None:
@@ -168,11 +177,14 @@ class AsyncClient:
             self._writer.write(wire.encode(msg))
             await self._writer.drain()
             return await asyncio.wait_for(future, self._timeout)
-        except (ConnectionError, OSError) as exc:
-            self._fail_all(ClientError(f"connection to {self._where} broke: {exc}"))
-            raise ClientError(str(self._broken)) from None
         except asyncio.TimeoutError:
-            raise ClientError(f"no answer from {self._where} in {self._timeout:g}s") from None
+            # First: since Python 3.11 asyncio's TimeoutError is the builtin,
+            # an OSError, which the clause below would take for a broken connection.
+            raise TimedOutError(f"no answer from {self._where} in {self._timeout:g}s") from None
+        except (ConnectionError, OSError) as exc:
+            self._fail_all(BrokenByDaemonError(f"connection to {self._where} broke: {exc}"))
+            self._check_usable()
+            raise  # pragma: no cover - _check_usable raises: the client is now broken
         finally:
             # Also on cancellation: a late reply for this rid is then dropped.
             self._waiting.pop(rid, None)
@@ -183,15 +195,15 @@ class AsyncClient:
             while True:
                 data = await reader.read(1 << 20)
                 if not data:
-                    self._fail_all(ClientError(f"the daemon at {self._where} closed the connection"))
+                    self._fail_all(BrokenByDaemonError(f"the daemon at {self._where} closed the connection"))
                     return
                 for item in decoder.feed(data):
                     if isinstance(item, wire.ProtocolError):
-                        self._fail_all(ClientError(f"bad frame from the daemon: {item}"))
+                        self._fail_all(BrokenByDaemonError(f"bad frame from the daemon: {item}"))
                         return
                     self._route(item)
         except OSError as exc:
-            self._fail_all(ClientError(f"connection to {self._where} broke: {exc}"))
+            self._fail_all(BrokenByDaemonError(f"connection to {self._where} broke: {exc}"))
 
     def _route(self, msg) -> None:
         rid = getattr(msg, "rid", None)
@@ -214,9 +226,11 @@ class AsyncClient:
 
     def _check_usable(self) -> None:
         if self._closed:
-            raise ClientError("the client is closed")
+            raise ClosedByCallerError("the client is closed")
         if self._broken is not None:
-            raise ClientError(str(self._broken))
+            # Whatever broke it (the daemon hung up, or refused the connection
+            # as a whole), this connection is the daemon's doing and unusable.
+            raise BrokenByDaemonError(f"the connection is broken: {self._broken}")
 
 
 async def _enumerate(items: Iterable | AsyncIterable) -> AsyncIterator[tuple[int, object]]:

@@ -10,6 +10,7 @@ import sys
 import time
 
 from foxden.config import ConfigError, load_config
+from foxden.protocols.errors import ErrorCode
 
 # Exit codes scripts can rely on.
 EXIT_OK = 0  # the command did what it was asked; for submit: status == "ok"
@@ -159,7 +160,7 @@ def _batch_requests(path: str, bad: list):
                 yield job_request(**spec)
             except (ValueError, TypeError) as exc:
                 bad.append({"id": spec.get("id") if isinstance(spec, dict) else None, "line": n,
-                            "status": "rejected", "error": {"code": "bad_input", "message": f"line {n}: {exc}"},
+                            "status": "rejected", "error": {"code": ErrorCode.BAD_INPUT.value, "message": f"line {n}: {exc}"},
                             "result": None, "attempts": 0, "browser": None, "elapsed_ms": 0})
 
 

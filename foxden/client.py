@@ -10,16 +10,38 @@ from dataclasses import fields
 from foxden.protocols import wire
 
 
+__all__ = ["BrokenByDaemonError", "Client", "ClientError", "ClosedByCallerError", "ServerError", "TimedOutError",
+           "UnreachableError", "job_request"]
+
+
 class ClientError(Exception):
-    """The daemon could not be reached, or the connection broke."""
+    """Base of every client error; its subclasses say who ended the request."""
 
 
 class ServerError(ClientError):
-    """The daemon answered a request with a protocol error."""
+    """The daemon answered a request with an `error` frame (a code of foxden.protocols.errors)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(f"{code}: {message}")
         self.code, self.message = code, message
+
+
+class UnreachableError(ClientError):
+    """No daemon answered at the socket or address: nothing was sent."""
+
+
+class ClosedByCallerError(ClientError):
+    """This program closed the client (close(), leaving `with`), before or during the request."""
+
+
+class BrokenByDaemonError(ClientError):
+    """The daemon closed or broke the connection, or sent a frame that cannot be read.
+
+    A request in flight may or may not have run; its answer is lost."""
+
+
+class TimedOutError(ClientError, TimeoutError):
+    """No answer within the client's `timeout`; the connection is still open."""
 
 
 _JOB_FIELDS = {f.name for f in fields(wire.JobRequest)}
@@ -54,8 +76,8 @@ class Client:
                 self._sock.settimeout(10)
                 self._sock.connect(str(socket_path))
         except OSError as exc:
-            raise ClientError(f"cannot reach the foxden daemon at {self._where}: {exc.strerror or exc} "
-                              "(is `foxden run` running with this config?)") from None
+            raise UnreachableError(f"cannot reach the foxden daemon at {self._where}: {exc.strerror or exc} "
+                                   "(is `foxden run` running with this config?)") from None
         self._sock.settimeout(timeout)
         self._decoder = wire.FrameDecoder(wire.MAX_REPLY_FRAME)
         self._inbox: dict[int | None, list] = {}
@@ -84,8 +106,14 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the connection; a request waiting in another thread raises ClosedByCallerError."""
         if not self._closed:
             self._closed = True
+            try:
+                # shutdown wakes a recv() blocked in another thread; close() alone does not.
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected any more
             self._sock.close()
 
     # --- requests ------------------------------------------------------------
@@ -137,10 +165,18 @@ class Client:
         return reply
 
     def _send(self, msg) -> None:
+        if self._closed:
+            raise ClosedByCallerError("the client is closed")
         try:
             self._sock.sendall(wire.encode(msg))
         except OSError as exc:
-            raise ClientError(f"connection to {self._where} broke: {exc}") from None
+            raise self._broken(exc) from None
+
+    def _broken(self, exc: OSError) -> ClientError:
+        """The error for a failed socket call: ours if we closed the socket (from another thread), else the daemon's."""
+        if self._closed:
+            return ClosedByCallerError("the client was closed during the request")
+        return BrokenByDaemonError(f"connection to {self._where} broke: {exc}")
 
     def _next_reply(self, rids: set[int]):
         """The next reply for one of `rids`; others are kept for later."""
@@ -159,15 +195,19 @@ class Client:
         while True:
             if self._pending:
                 return self._pending.pop(0)
+            if self._closed:
+                raise ClosedByCallerError("the client is closed")
             try:
                 data = self._sock.recv(1 << 20)
             except socket.timeout:
-                raise ClientError(f"no answer from {self._where} in time") from None
+                raise TimedOutError(f"no answer from {self._where} in {self._sock.gettimeout():g}s") from None
             except OSError as exc:
-                raise ClientError(f"connection to {self._where} broke: {exc}") from None
+                raise self._broken(exc) from None
             if not data:
-                raise ClientError(f"the daemon at {self._where} closed the connection")
+                if self._closed:
+                    raise ClosedByCallerError("the client was closed during the request")
+                raise BrokenByDaemonError(f"the daemon at {self._where} closed the connection")
             for item in self._decoder.feed(data):
                 if isinstance(item, wire.ProtocolError):
-                    raise ClientError(f"bad frame from the daemon: {item}")
+                    raise BrokenByDaemonError(f"bad frame from the daemon: {item}")
                 self._pending.append(item)

@@ -76,6 +76,7 @@ class JobsConfig:
     retries: int
     queue_timeout_s: float
     allow_private: bool
+    max_result_mb: float  # a larger encoded result is answered result_too_large, measured in the browser actor
     allow_hosts: tuple[str, ...] = ()  # egress exceptions: CIDRs, host names, *.domain (foxden.egress.policy)
     deny_hosts: tuple[str, ...] = ()  # egress refusals; win over allow_hosts and apply even with allow_private
 
@@ -276,6 +277,8 @@ def _jobs(s: _Section) -> JobsConfig:
         allow_private=s.boolean("allow_private", True),
         allow_hosts=s.host_rules("allow_hosts"),
         deny_hosts=s.host_rules("deny_hosts"),
+        # At most 48: the answer must fit the client's 64 MiB frame with its envelope.
+        max_result_mb=s.number("max_result_mb", 16.0, gt=0, le=48),
     )
 
 

@@ -75,14 +75,14 @@ def test_the_browser_is_the_actors_own_child_with_no_driver_process(chromium):
 def test_a_page_job_reports_status_title_url_and_length(chromium, site):
     o = chromium.run(_job(site.url("/page/7")), 10)
     assert o.status == "ok", o.error
-    assert o.result["title"] == "Page 7" and o.result["http_status"] == 200
-    assert o.result["final_url"] == site.url("/page/7") and o.result["content_length"] > 500
+    assert o.result.title == "Page 7" and o.result.http_status == 200
+    assert o.result.final_url == site.url("/page/7") and o.result.content_length > 500
     o = chromium.run(_job(site.url("/status/404")), 10)
-    assert (o.status, o.result["http_status"], o.result["title"]) == ("ok", 404, "status 404")
+    assert (o.status, o.result.http_status, o.result.title) == ("ok", 404, "status 404")
     o = chromium.run(_job(site.url("/redirect?to=/page/2")), 10)
-    assert (o.result["final_url"], o.result["http_status"]) == (site.url("/page/2"), 200)
+    assert (o.result.final_url, o.result.http_status) == (site.url("/page/2"), 200)
     o = chromium.run(_job("about:blank"), 10)
-    assert o.status == "ok" and o.result["http_status"] is None and o.result["final_url"] == "about:blank"
+    assert o.status == "ok" and o.result.http_status is None and o.result.final_url == "about:blank"
 
 
 @pytest.mark.parametrize("expr, value", [
@@ -99,7 +99,7 @@ def test_a_page_job_reports_status_title_url_and_length(chromium, site):
 def test_eval_values(chromium, site, expr, value):
     o = chromium.run(_job(site.url("/page/1"), eval=expr), 10)
     assert o.status == "ok", o.error
-    assert o.result["eval"] == value
+    assert o.result.eval == value
 
 
 @pytest.mark.parametrize("expr, message", [
@@ -110,29 +110,29 @@ def test_eval_values(chromium, site, expr, value):
 ])
 def test_eval_errors_are_eval_error_and_the_browser_goes_on(chromium, site, expr, message):
     o = chromium.run(_job(site.url("/"), eval=expr), 10)
-    assert o.status == "failed" and o.error[0] == "eval_error" and message in o.error[1], o.error
+    assert o.status == "failed" and o.error.code == "eval_error" and message in o.error.message, o.error
     assert chromium.run(_job(site.url("/")), 10).status == "ok"
 
 
 def test_eval_runs_on_a_page_whose_csp_forbids_scripts(chromium, site):
     o = chromium.run(_job(site.url("/csp"), eval="document.title + '!'"), 10)
-    assert (o.status, o.result["eval"]) == ("ok", "csp!")
+    assert (o.status, o.result.eval) == ("ok", "csp!")
 
 
 def test_dialogs_are_dismissed_instead_of_blocking_the_page(chromium, site):
     o = chromium.run(_job(site.url("/dialogs"), eval="[window.answer, alert('x'), confirm('y')]"), 10)
-    assert (o.status, o.result["eval"]) == ("ok", [False, None, False]), o.error
+    assert (o.status, o.result.eval) == ("ok", [False, None, False]), o.error
 
 
 def test_wait_for_a_late_element_a_bad_selector_and_one_that_never_comes(chromium, site):
     o = chromium.run(_job(site.url("/delayed-element?ms=300"), wait_for="#late",
                           eval="document.querySelector('#late').textContent"), 10)
-    assert (o.status, o.result["eval"]) == ("ok", "here"), o.error
+    assert (o.status, o.result.eval) == ("ok", "here"), o.error
     o = chromium.run(_job(site.url("/"), wait_for="[["), 10)
-    assert o.status == "failed" and o.error[0] == "bad_selector", o.error
+    assert o.status == "failed" and o.error.code == "bad_selector", o.error
     t = time.monotonic()
     o = chromium.run(_job(site.url("/"), wait_for="#never"), 1.0)
-    assert o.status == "timeout" and o.error[1].startswith("wait_for:") and time.monotonic() - t < 3
+    assert o.status == "timeout" and o.error.message.startswith("wait_for:") and time.monotonic() - t < 3
     # An element that exists but has no box is not there yet for wait_for.
     o = chromium.run(_job(site.url("/delayed-element?ms=100000"), wait_for="body > script"), 1.0)
     assert o.status == "timeout"  # a <script> has no box: never visible
@@ -141,20 +141,20 @@ def test_wait_for_a_late_element_a_bad_selector_and_one_that_never_comes(chromiu
 def test_a_response_that_never_finishes_times_out_and_the_browser_goes_on(chromium, site):
     t = time.monotonic()
     o = chromium.run(_job(site.url("/hang")), 1.0)
-    assert o.status == "timeout" and o.error[1].startswith("navigate:"), o.error
+    assert o.status == "timeout" and o.error.message.startswith("navigate:"), o.error
     assert time.monotonic() - t < 3
     o = chromium.run(_job(site.url("/page/3")), 10)
-    assert o.status == "ok" and o.result["title"] == "Page 3"
+    assert o.status == "ok" and o.result.title == "Page 3"
 
 
 def test_unreachable_and_refused_urls_fail_as_navigation_errors(chromium, site):
     o = chromium.run(_job("http://127.0.0.1:9/"), 10)
-    assert o.status == "failed" and o.error[0] == "navigation_failed" and "net::ERR_" in o.error[1], o.error
+    assert o.status == "failed" and o.error.code == "navigation_failed" and "net::ERR_" in o.error.message, o.error
 
 
 def test_screenshot_is_a_png_of_the_default_viewport(chromium, site):
     o = chromium.run(_job(site.url("/"), screenshot=True), 10)
-    png = o.result["screenshot"]
+    png = o.result.screenshot
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (1280, 720)
@@ -163,12 +163,12 @@ def test_screenshot_is_a_png_of_the_default_viewport(chromium, site):
 def test_sessions_keep_cookies_until_a_new_session(chromium, site):
     assert chromium.run(_job(site.url("/cookie/set?v=42"), session="s"), 10).status == "ok"
     o = chromium.run(_job(site.url("/cookie/get"), session="s"), 10)
-    assert o.result["title"] == "cookie foxden=42"
+    assert o.result.title == "cookie foxden=42"
     assert chromium.sessions() == ("s",)
     o = chromium.run(_job(site.url("/cookie/get")), 10)  # a job outside the session sees nothing
-    assert o.result["title"] == "cookie"
+    assert o.result.title == "cookie"
     o = chromium.run(_job(site.url("/cookie/get"), session="s", new_session=True), 10)
-    assert o.result["title"] == "cookie"
+    assert o.result.title == "cookie"
 
 
 def _kill_renderers(driver) -> None:
@@ -187,10 +187,10 @@ def test_a_page_whose_renderer_dies_fails_its_job_at_once_and_the_browser_goes_o
     threading.Timer(1.0, _kill_renderers, (chromium,)).start()
     t = time.monotonic()
     o = chromium.run(_job(site.url("/"), eval="new Promise(() => {})"), 30)
-    assert o.status == "failed" and "crashed" in o.error[1], o.error
+    assert o.status == "failed" and "crashed" in o.error.message, o.error
     assert time.monotonic() - t < 10
     assert chromium.alive()
-    assert chromium.run(_job(site.url("/page/4")), 10).result["title"] == "Page 4"
+    assert chromium.run(_job(site.url("/page/4")), 10).result.title == "Page 4"
 
 
 def test_sigkill_of_the_browser_mid_job_is_browser_died(chromium, site):
@@ -268,9 +268,9 @@ def test_both_chromium_drivers_answer_alike(owned, tmp_path, site, driver):
             assert a.status == b.status, (path, kw, a, b)
             if a.status == "ok":
                 for key in ("final_url", "http_status", "title", "content_length", "eval"):
-                    assert a.result[key] == b.result[key], (path, kw, key, a.result[key], b.result[key])
+                    assert getattr(a.result, key) == getattr(b.result, key), (path, kw, key, a.result, b.result)
             else:
-                assert a.error[0] == b.error[0], (path, kw, a.error, b.error)
+                assert a.error.code == b.error.code, (path, kw, a.error, b.error)
     finally:
         cdp.close(5.0)
         other.close(5.0)

@@ -13,7 +13,9 @@ from foxden.config import ConfigError, config_from_overrides
 from foxden.egress.guard import with_refusals
 from foxden.egress.policy import EgressPolicy, Reason, judge_address, judge_name, parse_rules
 from foxden.egress.proxy import Refusal
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import Outcome
+from foxden.protocols.wire import PageResult
 from foxden.testsite import Site
 
 ip = ipaddress.ip_address
@@ -97,12 +99,15 @@ def test_good_host_rules_load(tmp_path):
 
 def test_a_failed_navigation_with_a_refusal_is_a_blocked_target_and_refusals_are_listed():
     refused = [Refusal("http://127.0.0.1:9/x", "127.0.0.1 is a loopback address")]
-    failed = with_refusals(Outcome("failed", error=("navigation_failed", "navigate: net::ERR")), refused, "http://a/")
-    assert failed.error[0] == "blocked_target" and "http://a/" in failed.error[1] and "loopback" in failed.error[1]
-    ok = Outcome("ok", result={"final_url": "http://a/", "title": ""})
-    assert with_refusals(ok, refused, "http://a/").result["blocked"] == ["http://127.0.0.1:9/x"]
-    shown = Outcome("ok", result={"final_url": "http://127.0.0.1:9/x", "title": ""})  # the proxy's 403 page
-    assert with_refusals(shown, refused, "http://a/").error[0] == "blocked_target"
+    failed = with_refusals(Outcome("failed", error=ErrorCode.NAVIGATION_FAILED.error("navigate: net::ERR")),
+                           refused, "http://a/")
+    assert failed.error.code == "blocked_target" and "http://a/" in failed.error.message
+    assert "loopback" in failed.error.message
+    ok = Outcome("ok", result=PageResult(final_url="http://a/", http_status=200, title="", content_length=0))
+    assert with_refusals(ok, refused, "http://a/").result.blocked == ("http://127.0.0.1:9/x",)
+    shown = Outcome("ok", result=PageResult(final_url="http://127.0.0.1:9/x", http_status=403, title="",
+                                            content_length=0))  # the proxy's 403 page
+    assert with_refusals(shown, refused, "http://a/").error.code == "blocked_target"
     assert with_refusals(ok, [], "http://a/") is ok
 
 

@@ -21,7 +21,7 @@ def test_allowed(url):
 ])
 def test_refused(url, code):
     refusal = check_url(url)
-    assert refusal is not None and refusal[0] == code, refusal
+    assert refusal is not None and refusal.code == code, refusal
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://localhost:80/", "http://10.1.2.3/",
@@ -29,5 +29,5 @@ def test_refused(url, code):
                                  "http://0.0.0.0/", "http://api.localhost/"])
 def test_private_targets_refused_only_when_configured(url):
     assert check_url(url) is None
-    assert check_url(url, allow_private=False)[0] == "private_target"
+    assert check_url(url, allow_private=False).code == "private_target"
     assert check_url("http://93.184.216.34/", allow_private=False) is None

@@ -7,13 +7,15 @@ import os
 from thespian.actors import ActorExitRequest
 
 from foxden import logs, procs
-from foxden.actors.base import FoxdenActor
-from foxden.drivers import BrowserDied, open_driver
+from foxden.actors.base import FoxdenActor, OnFailure, fault_point
+from foxden.drivers import BrowserDied, open_driver, results
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     BrowserReady,
     BrowserStarted,
     Dying,
     JobDone,
+    JobResult,
     Outcome,
     Ping,
     Pong,
@@ -35,6 +37,10 @@ class BrowserActor(FoxdenActor):
     supervisor's ChildActorExited handler answers for the job."""
 
     role = "browser"
+    # A browser actor is disposable: one whose handler failed ends itself,
+    # and the supervisor's one cleanup path answers for its job (retry or
+    # browser_crashed) and replaces it.
+    on_failure = OnFailure.CRASH
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,6 +49,7 @@ class BrowserActor(FoxdenActor):
         self._marker: str | None = None
         self._tmpdir: str | None = None
         self._close_timeout_s = 5.0
+        self._max_result_bytes = 16 << 20
         self._driver = None
         self._closed = False
         self._dying = False
@@ -54,6 +61,7 @@ class BrowserActor(FoxdenActor):
         self._tmpdir = msg.tmpdir.rstrip("/") + "/"
         logs.set_context(browser=msg.browser)
         self._close_timeout_s = msg.config.watchdog.close_timeout_s
+        self._max_result_bytes = int(msg.config.jobs.max_result_mb * (1 << 20))
         # Inherited by every process the driver starts: the marker lets the
         # supervisor find them all; TMPDIR keeps their profile and temp dirs
         # inside a directory it removes.
@@ -106,6 +114,10 @@ class BrowserActor(FoxdenActor):
             self.send(self._supervisor, Dying(self._id, reason, detail[:2000]))
         self.send(self.myAddress, ActorExitRequest())
 
+    def crash(self, detail: str) -> None:
+        """An orderly exit (Dying, then close the browser) rather than the base's os._exit."""
+        self._die("crash", detail)
+
     def _browser_alive(self) -> bool:
         return self._driver is not None and self._driver.alive()
 
@@ -124,11 +136,18 @@ class BrowserActor(FoxdenActor):
             return  # we are exiting; the supervisor answers for the job on our exit
         with logs.context(job=msg.job.id, session=msg.job.session):
             try:
-                outcome = self._driver.run(msg.job, msg.budget_s)
+                # Capped here, before the result is copied to any other process.
+                outcome = results.capped(self._driver.run(msg.job, msg.budget_s), self._max_result_bytes)
             except BrowserDied as exc:
                 self._die("crash", str(exc))
                 return
             except Exception as exc:  # a bug of ours, not the page's: still one answer
                 log.exception("job %s failed unexpectedly", msg.job.key)
-                outcome = Outcome("failed", error=("internal_error", f"{type(exc).__name__}: {exc}"))
+                outcome = Outcome("failed", error=ErrorCode.INTERNAL_ERROR.error(f"{type(exc).__name__}: {exc}"))
+            fault_point("browser.job_done", msg.job.id)
+        if msg.job.answer_to is not None:
+            # Straight to the dispatcher, first: the supervisor gets a small
+            # notice, so a large result is unpickled in one process only.
+            self.send(msg.job.answer_to, JobResult(self._id, msg.job.key, outcome))
+            outcome = None
         self.send(sender, JobDone(self._id, msg.job.key, outcome, self._driver.sessions()))

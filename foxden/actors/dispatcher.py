@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from thespian.actors import WakeupMessage
 
 from foxden import logs
-from foxden.actors.base import FoxdenActor
+from foxden.actors.base import FoxdenActor, OnFailure, fault_point
 from foxden.protocols import wire
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     Assign,
     AssignRefused,
@@ -26,6 +27,7 @@ from foxden.protocols.messages import (
     InitDispatcher,
     JobAnswer,
     JobFinished,
+    JobResult,
     JobSpec,
     PoolFailed,
     PoolStopped,
@@ -73,6 +75,9 @@ class DispatcherActor(FoxdenActor):
     session's context: the browser actor is the session's lock."""
 
     role = "dispatcher"
+    # A failed handler must not leave a job without its answer or a browser
+    # neither idle, running nor gone: repair() restores both (see there).
+    on_failure = OnFailure.REPAIR
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,6 +94,10 @@ class DispatcherActor(FoxdenActor):
         # its BrowserGone (or a refusal that says it is gone).
         self.channel: dict[str, list[int]] = {}
         self.gones = 0
+        # Attempts the supervisor said ended (JobFinished) before their
+        # JobResult came: (browser, job key). Their jobs are neither queued
+        # nor running; the JobResult or the browser's BrowserGone settles them.
+        self.awaiting: set[tuple[str, str]] = set()
         self.session_home: dict[str, str] = {}
         self.lost_sessions: OrderedDict[str, str] = OrderedDict()
         self.pool_error: str | None = None
@@ -122,23 +131,23 @@ class DispatcherActor(FoxdenActor):
         self.totals["submitted"] += 1
         refusal = self._refusal(req)
         if refusal is not None:
-            status, code, message = refusal
-            self._answer(job, status, error=(code, message))
+            status, error = refusal
+            self._answer(job, status, error=error)
             return
         job.queued_at = job.submitted
         self.queue.append(key)
         self._pump()
 
-    def _refusal(self, req: wire.JobRequest) -> tuple[str, str, str] | None:
+    def _refusal(self, req: wire.JobRequest) -> tuple[str, wire.ErrorInfo] | None:
         if self.draining:
-            return "rejected", "shutting_down", "the daemon is shutting down"
+            return "rejected", ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down")
         bad = check_url(req.url, self.config.jobs)
         if bad is not None:
-            return ("rejected", *bad)
+            return "rejected", bad
         if self.pool_error is not None:
-            return "failed", "no_browsers", self.pool_error
+            return "failed", ErrorCode.NO_BROWSERS.error(self.pool_error)
         if len(self.queue) >= self.config.jobs.max_queue:
-            return "rejected", "queue_full", f"{len(self.queue)} jobs already queued ([jobs] max_queue)"
+            return "rejected", ErrorCode.QUEUE_FULL.error(f"{len(self.queue)} jobs already queued ([jobs] max_queue)")
         return None
 
     # --- assignment --------------------------------------------------------------
@@ -158,7 +167,9 @@ class DispatcherActor(FoxdenActor):
     def _assign_queued(self) -> None:
         if not self.idle or not self.queue or self.draining:
             return
-        busy_sessions = {self.jobs[k].session for k in self.running.values()}
+        # A running attempt's job may be answered already (its JobResult came
+        # before the supervisor's JobFinished): its browser is still busy.
+        busy_sessions = {self.jobs[k].session for k in self.running.values() if k in self.jobs}
         kept: deque[str] = deque()
         while self.queue and self.idle:
             key = self.queue.popleft()
@@ -168,7 +179,7 @@ class DispatcherActor(FoxdenActor):
                 self._assign(job, next(iter(self.idle)))
                 continue
             if session in self.lost_sessions and not job.request.new_session:
-                self._answer(job, "failed", error=("session_lost", self._lost_message(session)))
+                self._answer(job, "failed", error=ErrorCode.SESSION_LOST.error(self._lost_message(session)))
                 continue
             home = self.session_home.get(session)
             if session in busy_sessions or (home is not None and home not in self.idle):
@@ -199,7 +210,7 @@ class DispatcherActor(FoxdenActor):
         spec = JobSpec(
             key=job.key, id=req.id or job.key, url=req.url, eval=req.eval, wait_for=req.wait_for,
             timeout_s=timeout, session=req.session, new_session=req.new_session and len(job.tries) == 1,
-            screenshot=req.screenshot,
+            screenshot=req.screenshot, answer_to=self.myAddress,
         )
         self.send(self.supervisor, Assign(browser, spec, budget))
 
@@ -229,14 +240,34 @@ class DispatcherActor(FoxdenActor):
             del self.running[msg.browser]
         job = self.jobs.get(msg.job_key)
         if job is not None:
-            o = msg.outcome
-            self._answer(job, o.status, error=o.error, result=o.result, browser=msg.browser)
+            if msg.outcome is not None:
+                self._answer_outcome(job, msg.outcome, msg.browser)
+            else:
+                self.awaiting.add((msg.browser, msg.job_key))  # its JobResult is on its way
         if self.draining:
             self._maybe_stop_pool()
         else:
             if msg.available:
                 self.idle[msg.browser] = None
             self._pump()
+
+    def receiveMsg_JobResult(self, msg: JobResult, sender) -> None:
+        job = self.jobs.get(msg.job_key)
+        attempt = (msg.browser, msg.job_key)
+        if attempt in self.awaiting:
+            self.awaiting.discard(attempt)
+        elif self.running.get(msg.browser) != msg.job_key:
+            # Its attempt was settled without it (its browser's BrowserGone
+            # came first: the job was retried or answered): one answer only.
+            log.info("job %s: dropped a late result from browser %s", msg.job_key, msg.browser)
+            return
+        if job is not None:
+            self._answer_outcome(job, msg.outcome, msg.browser)
+        self._maybe_stop_pool()
+
+    def _answer_outcome(self, job: Job, outcome, browser: str) -> None:
+        fault_point("dispatcher.answer_outcome", job.request.id)
+        self._answer(job, outcome.status, error=outcome.error, result=outcome.result, browser=browser)
 
     def receiveMsg_BrowserGone(self, msg: BrowserGone, sender) -> None:
         self.gones += 1
@@ -253,6 +284,12 @@ class DispatcherActor(FoxdenActor):
         job = self.jobs.get(msg.job_key) if msg.job_key else None
         if job is not None:
             self._attempt_died(job, msg)
+        for attempt in [a for a in self.awaiting if a[0] == msg.browser]:
+            # Its JobResult did not come before the browser ended: it may
+            # never come, so the attempt counts as died with its browser.
+            self.awaiting.discard(attempt)
+            if attempt[1] in self.jobs:
+                self._attempt_died(self.jobs[attempt[1]], msg)
         if self.draining:
             self._maybe_stop_pool()
         else:
@@ -261,61 +298,89 @@ class DispatcherActor(FoxdenActor):
     def _attempt_died(self, job: Job, msg: BrowserGone) -> None:
         where = f"browser {msg.browser} {msg.reason}" + (f": {msg.detail}" if msg.detail else "")
         if msg.reason == "timeout":
-            self._answer(job, "timeout", error=("timeout", f"no answer within the attempt's budget; {where}"),
-                         browser=msg.browser)
+            self._answer(job, "timeout", browser=msg.browser,
+                         error=ErrorCode.TIMEOUT.error(f"no answer within the attempt's budget; {where}"))
         elif msg.reason == "shutdown" or self.draining:
-            self._answer(job, "failed", error=("shutting_down", f"the daemon stopped during the job; {where}"),
-                         browser=msg.browser)
+            self._answer(job, "failed", browser=msg.browser,
+                         error=ErrorCode.SHUTTING_DOWN.error(f"the daemon stopped during the job; {where}"))
         elif job.session is not None and not job.request.new_session:
-            self._answer(job, "failed", error=("browser_crashed", f"{where}; session {job.session} was lost with it"),
-                         browser=msg.browser)
+            self._answer(job, "failed", browser=msg.browser,
+                         error=ErrorCode.BROWSER_CRASHED.error(f"{where}; session {job.session} was lost with it"))
         elif len(job.tries) <= self.config.jobs.retries and self.pool_error is None:
             self.totals["retried"] += 1
             with logs.context(browser=msg.browser, job=job.request.id or job.key, session=job.session):
                 log.info("job %s: retrying after %s", job.key, where)
             self.queue.appendleft(job.key)
         else:
-            code = "no_browsers" if self.pool_error else "browser_crashed"
-            self._answer(job, "failed", error=(code, where), browser=msg.browser)
+            code = ErrorCode.NO_BROWSERS if self.pool_error else ErrorCode.BROWSER_CRASHED
+            self._answer(job, "failed", error=code.error(where), browser=msg.browser)
 
     def receiveMsg_PoolFailed(self, msg: PoolFailed, sender) -> None:
         self.pool_error = msg.error
         while self.queue:
             job = self.jobs[self.queue.popleft()]
-            self._answer(job, "failed", error=("no_browsers", msg.error))
+            self._answer(job, "failed", error=ErrorCode.NO_BROWSERS.error(msg.error))
 
     def _lost_message(self, session: str) -> str:
         return (f"session {session} is gone ({self.lost_sessions[session]}); "
                 "submit with new_session to start it afresh")
 
+    # --- after a failed handler ----------------------------------------------------------
+
+    def repair(self, msg) -> None:
+        """Restore what a failed handler may have left half-done; idempotent.
+
+        Between handlers every unanswered job is queued, running or
+        awaiting its JobResult, and a browser that ended an attempt is idle
+        (if still available), running another job or gone. The attempt `msg`
+        ended is over whatever the handler did; any job that is then in none
+        of those places lost its way and is answered internal_error, exactly
+        once (answering removes it). Raising here crashes the dispatcher
+        (base.OnFailure): the daemon's watch then stops the instance."""
+        browser, job_key = getattr(msg, "browser", None), getattr(msg, "job_key", None)
+        if job_key is not None and self.running.get(browser) == job_key:
+            del self.running[browser]
+        if isinstance(msg, BrowserGone):
+            self.idle.pop(browser, None)
+            self.channel.pop(browser, None)
+        elif isinstance(msg, JobFinished) and msg.available and not self.draining and browser in self.channel \
+                and browser not in self.running:
+            self.idle[browser] = None  # it lives on: not forgotten by the dispatcher while the supervisor keeps it
+        placed = set(self.queue) | set(self.running.values()) | {key for _, key in self.awaiting}
+        for job in [j for key, j in self.jobs.items() if key not in placed]:
+            self._answer(job, "failed", browser=job.tries[-1] if job.tries else None,
+                         error=ErrorCode.INTERNAL_ERROR.error(
+                             f"the dispatcher failed while handling {type(msg).__name__}; see the daemon's log"))
+        if self.draining:
+            self._maybe_stop_pool()
+        else:
+            self._pump()
+
     # --- the one answer ----------------------------------------------------------------
 
-    def _answer(self, job: Job, status: str, *, error=None, result=None, browser=None) -> None:
-        if self.jobs.pop(job.key, None) is None:
+    def _answer(self, job: Job, status: str, *, error: wire.ErrorInfo | None = None,
+                result: wire.PageResult | None = None, browser: str | None = None) -> None:
+        if job.key not in self.jobs:
             log.error("job %s: a second answer (%s) was suppressed", job.key, status)
             return
-        self.totals[status] += 1
         elapsed = time.monotonic() - job.submitted
-        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
-        self.duration_sum += elapsed
-        if error is not None:
-            self.errors[error[0]] += 1
-        page = None
-        if result is not None:
-            page = wire.PageResult(
-                final_url=result["final_url"], http_status=result["http_status"], title=result["title"],
-                content_length=result["content_length"], eval=result.get("eval"),
-                screenshot=result.get("screenshot"), blocked=tuple(result.get("blocked", ())),
-            )
+        # Built before the job is forgotten: if building fails, the job is
+        # still here for the failure policy (repair) to answer.
         answer = wire.Answer(
             id=job.request.id or job.key,
             status=status,
-            error=wire.ErrorInfo(*error) if error is not None else None,
-            result=page,
+            error=error,
+            result=result,
             attempts=len(job.tries),
             browser=browser,
             elapsed_ms=round(elapsed * 1000.0, 3),
         )
+        del self.jobs[job.key]
+        self.totals[status] += 1
+        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        self.duration_sum += elapsed
+        if error is not None:
+            self.errors[error.code] += 1
         if self.draining:
             self.drain_answered += 1
         self.send(job.reply_to, JobAnswer(job.tag, answer))
@@ -337,7 +402,8 @@ class DispatcherActor(FoxdenActor):
         for key in [k for k in self.queue if now - self.jobs[k].queued_at > limit]:
             self.queue.remove(key)
             self._answer(self.jobs[key], "timeout",
-                         error=("queue_timeout", f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
+                         error=ErrorCode.QUEUE_TIMEOUT.error(
+                             f"no browser became free within {limit:g}s ([jobs] queue_timeout_s)"))
 
     # --- shutdown --------------------------------------------------------------------
 
@@ -349,14 +415,14 @@ class DispatcherActor(FoxdenActor):
                  msg.grace_s)
         while self.queue:
             job = self.jobs[self.queue.popleft()]
-            self._answer(job, "rejected", error=("shutting_down", "the daemon is shutting down"))
+            self._answer(job, "rejected", error=ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down"))
         self.idle.clear()
         if self.running:
             self.wakeupAfter(msg.grace_s, payload=DRAIN_DEADLINE)
         self._maybe_stop_pool()
 
     def _maybe_stop_pool(self) -> None:
-        if self.draining and not self.running and not self.queue:
+        if self.draining and not self.running and not self.queue and not self.awaiting:
             self._stop_pool()
 
     def _stop_pool(self) -> None:
@@ -368,8 +434,10 @@ class DispatcherActor(FoxdenActor):
         # Every BrowserGone was delivered before this (same sender, in order),
         # so anything still here was queued for a retry after its browser died.
         for job in list(self.jobs.values()):
-            self._answer(job, "failed", error=("shutting_down", "the daemon stopped before the job could run"))
+            self._answer(job, "failed",
+                         error=ErrorCode.SHUTTING_DOWN.error("the daemon stopped before the job could run"))
         self.queue.clear()
+        self.awaiting.clear()
         if self.drain_reply is not None:
             self.send(self.drain_reply, Drained(self.drain_answered))
 
@@ -391,6 +459,7 @@ class DispatcherActor(FoxdenActor):
             "gones": self.gones,
             "running_ids": {b: (self.jobs[k].request.id or k) for b, k in self.running.items() if k in self.jobs},
             "unanswered": len(self.jobs),
+            "awaiting_results": len(self.awaiting),
             "idle": list(self.idle),
             "sessions": dict(self.session_home),
             "totals": {k: self.totals.get(k, 0) for k in ("submitted", "ok", "failed", "timeout", "rejected", "retried")},

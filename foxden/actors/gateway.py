@@ -15,6 +15,7 @@ from thespian.actors import ActorExitRequest, ThespianWatch, WakeupMessage, Watc
 
 from foxden.actors.base import FoxdenActor
 from foxden.protocols import wire
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     CloseGateway,
     Initialized,
@@ -227,21 +228,21 @@ class GatewayActor(FoxdenActor):
             return
         if isinstance(item, wire.Hello):
             if self.token is not None and not hmac.compare_digest((item.token or "").encode(), self.token):
-                self._reply(conn, wire.ErrorReply(None, "unauthorized", "bad or missing token"))
+                self._reply(conn, ErrorCode.UNAUTHORIZED.reply(None, "bad or missing token"))
                 conn.closing = True
                 return
             conn.authed = True
             self._reply(conn, wire.Welcome("foxden", wire.PROTOCOL_VERSION, self.instance))
             return
         if not conn.authed:
-            self._reply(conn, wire.ErrorReply(getattr(item, "rid", None), "unauthorized",
-                                              "this daemon requires a hello frame with its token first"))
+            self._reply(conn, ErrorCode.UNAUTHORIZED.reply(getattr(item, "rid", None),
+                                                           "this daemon requires a hello frame with its token first"))
             conn.closing = True
             return
         if isinstance(item, wire.Submit):
             if conn.pending >= MAX_PENDING_PER_CONNECTION:
-                self._reply(conn, wire.ErrorReply(item.rid, "too_many_requests",
-                                                  f"more than {MAX_PENDING_PER_CONNECTION} unanswered requests"))
+                self._reply(conn, ErrorCode.TOO_MANY_REQUESTS.reply(
+                    item.rid, f"more than {MAX_PENDING_PER_CONNECTION} unanswered requests"))
                 return
             conn.pending += 1
             self.send(self.dispatcher, SubmitJob(item.job, (conn.cid, item.rid)))
@@ -251,8 +252,8 @@ class GatewayActor(FoxdenActor):
         elif isinstance(item, wire.Ping):
             self._reply(conn, wire.Pong(item.rid))
         else:
-            self._reply(conn, wire.ErrorReply(getattr(item, "rid", None), "unknown_type",
-                                              f"{type(item).__name__} is not a request a client may send"))
+            self._reply(conn, ErrorCode.UNKNOWN_TYPE.reply(getattr(item, "rid", None),
+                                                           f"{type(item).__name__} is not a request a client may send"))
 
     # --- answers ------------------------------------------------------------------
 

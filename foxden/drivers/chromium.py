@@ -272,13 +272,13 @@ class ChromiumDriver(Driver):
             pipe.discard(pipe.send("Emulation.setDeviceMetricsOverride", VIEWPORT, session))
             nav = pipe.call("Page.navigate", {"url": job.url}, session, deadline, page.gone)
             if nav.get("errorText"):
-                return _failed(step, f"{nav['errorText']} at {job.url}")
+                return results.failed(step, f"{nav['errorText']} at {job.url}")
             if page.loader is None:
                 page.loader = nav.get("loaderId")
             pipe.wait_until(lambda: page.gone() is not None or page.loader is None or page.loader in page.loaded,
                             deadline, "navigate")
             if page.gone():
-                return _failed(step, page.gone())
+                return results.failed(step, page.gone())
             if job.wait_for:
                 step = "wait_for"
                 self._evaluate(page, _WAIT_FOR % json.dumps(job.wait_for), deadline)
@@ -301,11 +301,11 @@ class ChromiumDriver(Driver):
             return results.page_outcome(final_url=url, http_status=status or None, title=title,
                                         content_length=length, value=value, screenshot=shot)
         except CdpTimeout:
-            return Outcome("timeout", error=("timeout", f"{step}: the attempt's budget of {budget_s:.1f}s ran out"))
+            return results.timed_out(step, f"the attempt's budget of {budget_s:.1f}s ran out")
         except PipeClosed as exc:
             raise BrowserDied(f"browser died during {step}: {exc}") from None
         except (CdpError, _EvalError) as exc:
-            return _failed(step, page.gone() if page is not None and page.gone() else str(exc))
+            return results.failed(step, page.gone() if page is not None and page.gone() else str(exc))
         finally:
             self._release(page, target, context, job)
             self._trim_log()
@@ -355,10 +355,6 @@ class ChromiumDriver(Driver):
 
 class _EvalError(Exception):
     """The page's JavaScript threw (or a promise rejected) while we evaluated."""
-
-
-def _failed(step: str, message: str) -> Outcome:
-    return Outcome("failed", error=(results.error_code(step, message), f"{step}: {results.first_line(message)}"))
 
 
 def _exception_text(details: dict) -> str:

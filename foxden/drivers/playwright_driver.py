@@ -137,11 +137,11 @@ class PlaywrightDriver(Driver):
             return results.page_outcome(final_url=page.url, http_status=response.status if response else None,
                                         title=title, content_length=length, value=value, screenshot=shot)
         except PWTimeout as exc:
-            return Outcome("timeout", error=("timeout", f"{step}: {results.first_line(exc)}"))
+            return results.timed_out(step, exc)
         except PWError as exc:
             if not self.alive():
                 raise BrowserDied(f"browser died during {step}: {results.first_line(exc)}") from None
-            return Outcome("failed", error=(results.error_code(step, str(exc)), f"{step}: {results.first_line(exc)}"))
+            return results.failed(step, exc)
         finally:
             self._release(page, context, job)
 

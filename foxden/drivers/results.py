@@ -1,4 +1,4 @@
-"""Turning what a page gave into a job Outcome: the result shape, its size limit, error codes."""
+"""Turning what a page gave into a job Outcome: the result, its encoded size, the error codes of each step."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -6,28 +6,52 @@ import math
 
 import msgpack
 
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import Outcome
+from foxden.protocols.wire import PageResult
 
-# An answer must fit the client's frame limit (wire.MAX_REPLY_FRAME, 64 MiB)
-# with room for the envelope; a page's eval value can be arbitrarily large.
-MAX_RESULT_BYTES = 48 << 20
+__all__ = ["capped", "encoded_size", "failed", "first_line", "jsonable", "page_outcome", "step_code", "timed_out"]
 
 
 def page_outcome(*, final_url: str, http_status: int | None, title, content_length, value, screenshot) -> Outcome:
-    """An "ok" Outcome carrying the page's result, or "failed" if it is too large to answer."""
-    result = {
-        "final_url": final_url,
-        "http_status": http_status,
-        "title": title if isinstance(title, str) else str(title),
-        "content_length": content_length if isinstance(content_length, int) else 0,
-        "eval": jsonable(value),
-        "screenshot": screenshot,
-    }
-    size = len(msgpack.packb(result, use_bin_type=True))
-    if size > MAX_RESULT_BYTES:
-        return Outcome("failed", error=("result_too_large",
-                                        f"the result is {size} bytes; at most {MAX_RESULT_BYTES} fit an answer"))
-    return Outcome("ok", result=result)
+    """An "ok" Outcome carrying the page's result (its size is checked by capped(), in the actor)."""
+    return Outcome("ok", result=PageResult(
+        final_url=final_url,
+        http_status=http_status,
+        title=title if isinstance(title, str) else str(title),
+        content_length=content_length if isinstance(content_length, int) else 0,
+        eval=jsonable(value),
+        screenshot=screenshot,
+    ))
+
+
+def encoded_size(result: PageResult) -> int:
+    """Bytes the result's fields take in msgpack, as they would in the client's answer."""
+    return len(msgpack.packb((result.final_url, result.http_status, result.title, result.content_length,
+                              result.eval, result.screenshot), use_bin_type=True))
+
+
+def capped(outcome: Outcome, max_bytes: int) -> Outcome:
+    """`outcome`, or a "failed" result_too_large one if its result encodes to more than max_bytes.
+
+    Measured in the browser actor, before the result is copied to any other process."""
+    if outcome.result is None:
+        return outcome
+    size = encoded_size(outcome.result)
+    if size <= max_bytes:
+        return outcome
+    return Outcome("failed", error=ErrorCode.RESULT_TOO_LARGE.error(
+        f"the result is {size} bytes, more than {max_bytes} ([jobs] max_result_mb)"))
+
+
+def failed(step: str, message) -> Outcome:
+    """A "failed" Outcome for a failure at `step` of a job (the code says which step)."""
+    return Outcome("failed", error=step_code(step, str(message)).error(f"{step}: {first_line(message)}"))
+
+
+def timed_out(step: str, message) -> Outcome:
+    """A "timeout" Outcome: the attempt's budget ran out at `step` (the browser is kept)."""
+    return Outcome("timeout", error=ErrorCode.TIMEOUT.error(f"{step}: {first_line(message)}"))
 
 
 def first_line(text) -> str:
@@ -35,15 +59,15 @@ def first_line(text) -> str:
     return text.splitlines()[0] if text else "error"
 
 
-def error_code(step: str, message: str) -> str:
+def step_code(step: str, message: str) -> ErrorCode:
     """The answer's error code for a failure at `step` of a job."""
     if step == "navigate":
-        return "navigation_failed"
+        return ErrorCode.NAVIGATION_FAILED
     if step == "eval":
-        return "eval_error"
+        return ErrorCode.EVAL_ERROR
     if step == "wait_for":
-        return "bad_selector" if "selector" in message.lower() else "wait_failed"
-    return "page_error"
+        return ErrorCode.BAD_SELECTOR if "selector" in message.lower() else ErrorCode.WAIT_FAILED
+    return ErrorCode.PAGE_ERROR
 
 
 def jsonable(value):

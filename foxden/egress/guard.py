@@ -1,11 +1,13 @@
 """A driver behind the egress proxy: the proxy starts before the browser, and each job's refusals go in its answer."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from foxden.drivers.base import Driver
 from foxden.egress.policy import EgressPolicy
 from foxden.egress.proxy import EgressProxy, Refusal
+from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import JobSpec, Outcome
 
 __all__ = ["GuardedDriver", "with_refusals"]
@@ -65,18 +67,18 @@ def with_refusals(outcome: Outcome, refused: Sequence[Refusal], url: str) -> Out
     if not refused:
         return outcome
     urls = [r.url for r in refused]
-    if outcome.status == "failed" and outcome.error and outcome.error[0] == "navigation_failed":
+    if outcome.status == "failed" and outcome.error and outcome.error.code == ErrorCode.NAVIGATION_FAILED.value:
         return _blocked_target(url, refused[-1])
     if outcome.status != "ok" or outcome.result is None:
         return outcome
-    final = outcome.result.get("final_url")
+    final = outcome.result.final_url
     for r in refused:
         if r.url == final:
             return _blocked_target(url, r)
-    return Outcome("ok", result={**outcome.result, "blocked": urls}, error=None)
+    return Outcome("ok", result=dataclasses.replace(outcome.result, blocked=tuple(urls)), error=None)
 
 
 def _blocked_target(url: str, refusal: Refusal) -> Outcome:
     via = "" if refusal.url.rstrip("/") == url.rstrip("/") else f" (it led to {refusal.url})"
-    return Outcome("failed", error=("blocked_target", f"navigate: {url} was not loaded{via}: {refusal.why},"
-                                    " refused by the egress policy"))
+    return Outcome("failed", error=ErrorCode.BLOCKED_TARGET.error(
+        f"navigate: {url} was not loaded{via}: {refusal.why}, refused by the egress policy"))

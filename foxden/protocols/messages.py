@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from foxden.protocols.wire import ErrorInfo, PageResult
 
 # These cross Thespian's transport between our own actor processes only.
 # Everything that comes from a client is decoded by foxden.protocols.wire
@@ -25,18 +27,23 @@ class JobSpec:
     session: str | None = None
     new_session: bool = False
     screenshot: bool = False
+    # The dispatcher's address: the browser actor sends the attempt's Outcome
+    # straight there (JobResult), so a large result is never copied through
+    # the supervisor. None: the Outcome rides in JobDone/JobFinished instead.
+    answer_to: Any = None
 
 
 @dataclass(frozen=True)
 class Outcome:
     """How one attempt ended inside a live browser (the browser survived it).
 
-    status is "ok", "failed" or "timeout"; `result` is a PageResult-shaped
-    dict when ok; `error` is (code, message) otherwise."""
+    The wire types, built by the browser actor's driver and passed on as they
+    are up to the client's answer: `result` when status is "ok", else
+    `error` (made by foxden.protocols.errors.ErrorCode.error)."""
 
-    status: str
-    result: dict | None = None
-    error: tuple[str, str] | None = None
+    status: Literal["ok", "failed", "timeout"]
+    result: PageResult | None = None
+    error: ErrorInfo | None = None
 
 
 # --- daemon -> actors: wiring ------------------------------------------------
@@ -163,13 +170,29 @@ class AssignRefused:
 class JobFinished:
     """Supervisor -> dispatcher: an attempt ended in a live browser.
 
+    `outcome` is the one in JobDone: None when it went straight to the
+    dispatcher (JobResult), which then joins the two in either order.
     `available` is False when the browser is being retired (recycled) or
     the pool is stopping: it must not be given more work."""
 
     browser: str
     job_key: str
-    outcome: Outcome
+    outcome: Outcome | None
     available: bool = True
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Browser actor -> dispatcher (JobSpec.answer_to): how an attempt ended, sent before its JobDone.
+
+    Thespian does not order messages from different senders, so it may
+    arrive before or after the supervisor's JobFinished for the attempt, or
+    after its BrowserGone; the dispatcher takes it only for the attempt in
+    progress (or one that finished and waits for it) and drops it otherwise."""
+
+    browser: str
+    job_key: str
+    outcome: Outcome
 
 
 @dataclass(frozen=True)
@@ -296,11 +319,14 @@ class RunJob:
 
 @dataclass(frozen=True)
 class JobDone:
-    """Browser actor -> supervisor: the attempt ended and the browser is healthy."""
+    """Browser actor -> supervisor: the attempt ended and the browser is healthy.
+
+    `outcome` is None when it was sent straight to the dispatcher (JobResult):
+    the supervisor only needs to know that the attempt ended."""
 
     browser: str
     job_key: str
-    outcome: Outcome
+    outcome: Outcome | None
     sessions: tuple[str, ...] = ()
 
 

@@ -7,14 +7,16 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from foxden.egress.policy import EgressPolicy, Reason, Verdict, judge_address, judge_name
+from foxden.protocols.errors import ErrorCode
+from foxden.protocols.wire import ErrorInfo
 
 __all__ = ["ALLOWED_SCHEMES", "check_url"]
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
 
-def check_url(url: str, jobs=None, *, allow_private: bool = True) -> tuple[str, str] | None:
-    """None if a job may open `url`, else (error code, message); `jobs` is the [jobs] config, if any.
+def check_url(url: str, jobs=None, *, allow_private: bool = True) -> ErrorInfo | None:
+    """None if a job may open `url`, else why not (code and message); `jobs` is the [jobs] config, if any.
 
     Codes: "bad_url" (unparseable, no host), "unsupported_scheme" (file:,
     chrome:, view-source:, javascript:, data:, about: other than about:blank),
@@ -31,21 +33,21 @@ def check_url(url: str, jobs=None, *, allow_private: bool = True) -> tuple[str, 
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        return "bad_url", f"cannot parse URL {url!r}: {exc}"
+        return ErrorCode.BAD_URL.error(f"cannot parse URL {url!r}: {exc}")
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         shown = f"{scheme}:" if scheme else "(none)"
-        return "unsupported_scheme", f"scheme {shown} is not allowed; only http, https and about:blank"
+        return ErrorCode.UNSUPPORTED_SCHEME.error(f"scheme {shown} is not allowed; only http, https and about:blank")
     if not host:
-        return "bad_url", f"URL {url!r} has no host"
+        return ErrorCode.BAD_URL.error(f"URL {url!r} has no host")
     policy = _policy(jobs.allow_private, jobs.allow_hosts, jobs.deny_hosts) if jobs is not None \
         else _policy(allow_private, (), ())
     verdict = _judge(host, policy)
     if verdict is None or verdict.allowed:
         return None
     if verdict.reason is Reason.DENIED_HOST:
-        return "blocked_target", f"{verdict}, refused"
-    return "private_target", f"{verdict}, refused by [jobs] allow_private = false"
+        return ErrorCode.BLOCKED_TARGET.error(f"{verdict}, refused")
+    return ErrorCode.PRIVATE_TARGET.error(f"{verdict}, refused by [jobs] allow_private = false")
 
 
 @functools.lru_cache(maxsize=8)

@@ -9,6 +9,8 @@ from typing import Any, Literal, Union
 
 import msgpack
 
+from foxden.protocols.errors import ErrorCode
+
 PROTOCOL_VERSION = 1
 # Inbound (client -> server) frames; enough for any sane job, small enough
 # that a hostile client cannot make the gateway buffer much.
@@ -26,12 +28,15 @@ _MAX_SHOWN = 60
 class ProtocolError(Exception):
     """A frame this side cannot accept; `fatal` means the connection must be closed.
 
-    Codes: bad_frame, unsupported_version, unknown_type, missing_field,
-    bad_field, frame_too_large (the only fatal one: after a bad length
-    prefix there is no way to find where the next frame starts)."""
+    Codes (foxden.protocols.errors): bad_frame, unsupported_version,
+    unknown_type, missing_field, bad_field, frame_too_large (the only fatal
+    one: after a bad length prefix there is no way to find where the next
+    frame starts)."""
 
-    def __init__(self, code: str, message: str, rid: int | None = None, fatal: bool = False):
-        # Everything goes to Exception so the error survives pickling across actors.
+    def __init__(self, code: ErrorCode | str, message: str, rid: int | None = None, fatal: bool = False):
+        # A registered code or ValueError; stored as its plain str value, and
+        # everything goes to Exception, so the error survives pickling across actors.
+        code = ErrorCode(code).value
         super().__init__(code, message, rid, fatal)
         self.code = code
         self.message = message
@@ -219,7 +224,7 @@ def _show(value: Any) -> str:
 
 
 def _bad(path: str, expected: str, value: Any) -> ProtocolError:
-    return ProtocolError("bad_field", f"{path}: expected {expected}, got {_show(value)}")
+    return ProtocolError(ErrorCode.BAD_FIELD, f"{path}: expected {expected}, got {_show(value)}")
 
 
 def _nullable(check: _Check) -> _Check:
@@ -342,12 +347,13 @@ def _from_map(spec: _Spec, m: dict, prefix: str, envelope: int) -> Any:
         value = m.get(name, _MISSING)
         if value is _MISSING:
             if default is _MISSING:
-                raise ProtocolError("missing_field", f"{prefix}{name}: required field is missing")
+                raise ProtocolError(ErrorCode.MISSING_FIELD, f"{prefix}{name}: required field is missing")
         else:
             kwargs[name] = check(value, prefix + name)
     if len(m) != len(kwargs) + envelope:
         unknown = next(k for k in m if k not in spec.names and not (envelope and k in _ENVELOPE))
-        raise ProtocolError("bad_field", f"{prefix}{unknown if type(unknown) is str else repr(unknown)}: unknown field")
+        shown = unknown if type(unknown) is str else repr(unknown)
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"{prefix}{shown}: unknown field")
     obj = spec.cls(**kwargs)
     if spec.post is not None:
         spec.post(obj)
@@ -367,14 +373,14 @@ def _answer_consistent(a: Answer) -> None:
     # would be a daemon bug, better caught at the boundary than in every client.
     if a.status == "ok":
         if a.result is None:
-            raise ProtocolError("bad_field", "answer.result: required when status is 'ok'")
+            raise ProtocolError(ErrorCode.BAD_FIELD, "answer.result: required when status is 'ok'")
         if a.error is not None:
-            raise ProtocolError("bad_field", "answer.error: must be nil when status is 'ok'")
+            raise ProtocolError(ErrorCode.BAD_FIELD, "answer.error: must be nil when status is 'ok'")
     else:
         if a.error is None:
-            raise ProtocolError("bad_field", f"answer.error: required when status is {a.status!r}")
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"answer.error: required when status is {a.status!r}")
         if a.result is not None:
-            raise ProtocolError("bad_field", f"answer.result: must be nil when status is {a.status!r}")
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"answer.result: must be nil when status is {a.status!r}")
 
 
 _rid = _int(0, _MAX_RID)
@@ -461,29 +467,29 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
     try:
         m = msgpack.unpackb(body, raw=False, strict_map_key=True, ext_hook=_no_ext)
     except ValueError as e:  # msgpack's errors, bad UTF-8 and _no_ext are all ValueErrors
-        raise ProtocolError("bad_frame", f"not a msgpack value: {e or type(e).__name__}") from None
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"not a msgpack value: {e or type(e).__name__}") from None
     if type(m) is not dict:
-        raise ProtocolError("bad_frame", f"frame body must be a map, got {_show(m)}")
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame body must be a map, got {_show(m)}")
     rid = m.get("rid")
     if type(rid) is not int or not 0 <= rid <= _MAX_RID:
         rid = None
     try:
         v = m.get("v", _MISSING)
         if v is _MISSING:
-            raise ProtocolError("missing_field", "v: required field is missing")
+            raise ProtocolError(ErrorCode.MISSING_FIELD, "v: required field is missing")
         if type(v) is not int:
             raise _bad("v", "an integer", v)
         if v != PROTOCOL_VERSION:
-            raise ProtocolError("unsupported_version",
+            raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
                                 f"v: protocol version {v} is not supported (this side speaks {PROTOCOL_VERSION})")
         wire_type = m.get("type", _MISSING)
         if wire_type is _MISSING:
-            raise ProtocolError("missing_field", "type: required field is missing")
+            raise ProtocolError(ErrorCode.MISSING_FIELD, "type: required field is missing")
         if type(wire_type) is not str:
             raise _bad("type", "a string", wire_type)
         spec = _MESSAGES.get(wire_type)
         if spec is None:
-            raise ProtocolError("unknown_type", f"type: unknown message type {_show(wire_type)}")
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"type: unknown message type {_show(wire_type)}")
         return _from_map(spec, m, "", 2)
     except ProtocolError as e:
         if rid is None:
@@ -492,7 +498,7 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
 
 
 def _too_large(n: int, max_frame: int) -> ProtocolError:
-    return ProtocolError("frame_too_large", f"frame of {n} bytes exceeds the limit of {max_frame}", fatal=True)
+    return ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame of {n} bytes exceeds the limit of {max_frame}", fatal=True)
 
 
 class FrameDecoder:
