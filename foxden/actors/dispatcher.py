@@ -260,10 +260,12 @@ class DispatcherActor(FoxdenActor):
 
     def _attempt_died(self, job: Job, msg: BrowserGone) -> None:
         where = f"browser {msg.browser} {msg.reason}" + (f": {msg.detail}" if msg.detail else "")
-        if msg.reason == "timeout":
+        # Classified by the reason's properties only: not retried and a
+        # failure = the job overran its time; not retried and normal = shutdown.
+        if not msg.exit.retries_job and not msg.exit.is_normal:
             self._answer(job, "timeout", error=("timeout", f"no answer within the attempt's budget; {where}"),
                          browser=msg.browser)
-        elif msg.reason == "shutdown" or self.draining:
+        elif not msg.exit.retries_job or self.draining:
             self._answer(job, "failed", error=("shutting_down", f"the daemon stopped during the job; {where}"),
                          browser=msg.browser)
         elif job.session is not None and not job.request.new_session:
