@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import time
@@ -42,6 +43,7 @@ __all__ = ["Lingering", "SupervisorActor", "TICK"]
 log = logging.getLogger("foxden.supervisor")
 
 TICK = "watchdog-tick"
+BROWSER_ACTOR = "foxden.actors.browser.BrowserActor"  # created by name, as Thespian does
 BUSY, IDLE, STARTING, STOPPING = ChildState.BUSY, ChildState.IDLE, ChildState.STARTING, ChildState.STOPPING
 
 
@@ -98,7 +100,7 @@ class SupervisorActor(FoxdenActor):
         # code) are never visited by a child's garbage collector, so their
         # pages stay shared too (PSS per browser actor 9.5 -> 8.9 MB). Once
         # only: what is frozen is never collected, so nothing later is.
-        import foxden.actors.browser  # noqa: F401
+        importlib.import_module(BROWSER_ACTOR.rpartition(".")[0])
         if self.engine.name == "chromium":
             import foxden.drivers.chromium  # noqa: F401
         gc.collect()
@@ -135,7 +137,7 @@ class SupervisorActor(FoxdenActor):
     def _start_child(self) -> None:
         self.generation += 1
         bid = f"b{self.generation}"
-        addr = self.createActor("foxden.actors.browser.BrowserActor")
+        addr = self.createActor(BROWSER_ACTOR)
         child = Child(id=bid, addr=addr,
                       marker=f"{self.instance}/{bid}/",  # self-delimiting: b1 must not match b10
                       tmpdir=os.path.join(self.tmp_root, bid), created=time.monotonic(), started_at=time.time())

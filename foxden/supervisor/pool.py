@@ -70,13 +70,13 @@ def memory_hold(measured_pss: Sequence[int], launching: int, available: int, hea
 
     `measured_pss` are the sampled PSS of live browsers (bytes), `launching`
     how many are still starting, `available` the box's available memory."""
-    need = statistics.median(measured_pss) if measured_pss else DEFAULT_BROWSER_PSS
+    need = int(statistics.median(measured_pss)) if measured_pss else DEFAULT_BROWSER_PSS
     headroom = headroom_mb << 20
     # Browsers still launching will take their share of what is available now.
     left = available - launching * need
     if left - headroom < need:
         return (f"held back: {left >> 20} MiB available, {headroom >> 20} MiB headroom, "
-                f"a browser needs ~{int(need) >> 20} MiB")
+                f"a browser needs ~{need >> 20} MiB")
     return None
 
 
