@@ -77,7 +77,8 @@ def simulate(strategy: str, restart: str, crashes: list[tuple[str, float]], inte
             if plan.action == "give_up":
                 return restarts, launched, actions
             restarts += plan.action == "restart"
-            pending += [(s, ExitReason.sibling_stop(strategy)) for s in plan.stop]
+            stopping = {p for p, _ in pending}
+            pending += [(s, ExitReason.sibling_stop(strategy)) for s in plan.stop if s not in stopping]
             for _ in plan.relaunch:
                 generation += 1
                 order.append(f"b{generation}")
