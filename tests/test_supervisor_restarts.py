@@ -69,6 +69,7 @@ def simulate(strategy: str, restart: str, crashes: list[tuple[str, float]], inte
     for failed, now in crashes:
         pending = [(failed, ExitReason.CRASH)]
         while pending:
+            assert len(actions) < 100 and len(order) < 100, f"exits never settle: {actions[:12]}..."
             cid, reason = pending.pop(0)
             plan = on_exit(policy, history, reason, now, order, cid)
             history = plan.history
