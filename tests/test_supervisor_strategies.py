@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -38,9 +39,9 @@ def status_json(daemon) -> dict:
     return json.loads(out.stdout)
 
 
-def settled(st: dict, exits: int) -> bool:
+def settled(st: dict, exits: int, size: int = SIZE) -> bool:
     """Every browser idle, the pool full, and as many exits as the crash should cause."""
-    return (st["browsers"]["live"] == SIZE and st["browsers"]["by_state"]["idle"] == SIZE
+    return (st["browsers"]["live"] == size and st["browsers"]["by_state"]["idle"] == size
             and sum(st["exits"].values()) >= exits)
 
 
@@ -78,3 +79,25 @@ def test_transient_siblings_stopped_by_a_group_restart_come_back(make_daemon):
     assert after["restarts"] == 1
     assert [c["id"] for c in after["children"]] == ["b5", "b6", "b7", "b8"]
     assert after["pool"]["max"] == SIZE and after["browsers"]["live"] == SIZE
+
+
+def test_a_job_on_a_sibling_stopped_by_a_group_restart_runs_again(make_daemon, site):
+    # The sibling's exit is the group restart's, not the job's doing nor a
+    # shutdown: its job is retried on a relaunched browser, not failed.
+    d = make_daemon({"pool": {"size": 3, "launch_timeout_s": 90.0}, "restart": {"strategy": "one_for_all"},
+                     "jobs": {"timeout_s": 60.0, "retries": 1}})
+
+    def submit():
+        with d.client() as c:
+            return c.submit(site.url("/slow?ms=6000"))
+
+    with ThreadPoolExecutor(1) as runner:
+        answer = runner.submit(submit)
+        st = d.wait_until(lambda s: any(c["state"] == "busy" for c in s["children"]), timeout=60, interval=0.05)
+        victim = next(c for c in st["children"] if c["state"] == "idle")
+        os.kill(victim["browser_pids"][0], signal.SIGKILL)
+        a = answer.result(timeout=240)
+    assert a.status == "ok" and a.attempts == 2, a
+    st = d.wait_until(lambda s: settled(s, 3, size=3), timeout=180)
+    assert st["restarts"] == 1 and st["exits"] == {"crash": 1, "sibling_one_for_all": 2}, st["exits"]
+    assert st["watchdog"]["kills_by_reason"].get("sibling_one_for_all") == 1  # the busy one, killed
