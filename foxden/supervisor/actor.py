@@ -370,16 +370,16 @@ class SupervisorActor(FoxdenActor):
         for proc in reaper.sweep(child, now):
             self.lingering[proc.pid] = proc
         reason = child.exit_reason or ExitReason.CRASH
-        self._report_exit(child, reason, now)
+        self._report_exit(child, reason)
         if self.stopping:
             self._maybe_stopped()
         elif not self.failed:
             self._carry_out(policy.on_exit(self.policy, self.history, reason, now, order, child.id), now)
 
-    def _report_exit(self, child: Child, reason: ExitReason, now: float) -> None:
+    def _report_exit(self, child: Child, reason: ExitReason) -> None:
         """Count and log one exit, and tell the dispatcher (BrowserGone, the attempt it ends)."""
         if reason is ExitReason.TIMEOUT:
-            self.hang_to_dead_ms.append((now - child.deadline) * 1000.0)
+            self.hang_to_dead_ms.append((time.monotonic() - child.deadline) * 1000.0)  # the sweep included
             del self.hang_to_dead_ms[:-1000]
         if reason is ExitReason.LAUNCH_FAILED and child.exit_detail:
             self.last_launch_error = child.exit_detail
