@@ -8,9 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from foxden.supervisor.policy import (
-    NON_COUNTING_EXITS,
-    NORMAL_EXITS,
     Decision,
+    ExitReason,
     RestartHistory,
     RestartPolicy,
     backoff_delay,
@@ -20,12 +19,14 @@ from foxden.supervisor.policy import (
     should_restart,
 )
 
-EXITS = ["normal", "shutdown", "recycled", "crash", "timeout", "launch_failed", "unresponsive"]
+EXITS = list(ExitReason)
+CRASH, TIMEOUT = ExitReason.CRASH, ExitReason.TIMEOUT
+FAILURES = {ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.LAUNCH_FAILED, ExitReason.UNRESPONSIVE}
 
 # restart type -> exits that get restarted; the rest of EXITS must not be.
 RESTARTED = {
     "permanent": set(EXITS),
-    "transient": {"crash", "timeout", "launch_failed", "unresponsive"},
+    "transient": FAILURES,
     "temporary": set(),
 }
 
@@ -36,10 +37,9 @@ def test_should_restart_table(restart, exit_reason):
     assert should_restart(restart, exit_reason) is (exit_reason in RESTARTED[restart])
 
 
-def test_exit_sets():
-    assert NORMAL_EXITS == {"normal", "shutdown", "recycled"}
-    assert NON_COUNTING_EXITS == {"timeout"}
-    assert not NORMAL_EXITS & NON_COUNTING_EXITS
+def test_only_failures_are_abnormal_and_only_timeout_of_them_goes_uncounted():
+    assert {r for r in ExitReason if not r.is_normal} == FAILURES
+    assert {r for r in ExitReason if r.counts_toward_intensity} == FAILURES - {TIMEOUT}
 
 
 def run(policy, events, history=RestartHistory()):
@@ -55,14 +55,14 @@ def run(policy, events, history=RestartHistory()):
 def test_spaced_failures_fall_out_of_window_and_never_give_up():
     policy = RestartPolicy(intensity=2, period_s=10.0)
     # Every 6 s: the window holds at most this failure and the previous one.
-    ds = run(policy, [("crash", 6.0 * i) for i in range(20)])
+    ds = run(policy, [(CRASH, 6.0 * i) for i in range(20)])
     assert [d.action for d in ds] == ["restart"] * 20
     assert all(len(d.history.times) <= 2 for d in ds)
 
 
 def test_burst_gives_up_exactly_at_intensity_plus_one():
     policy = RestartPolicy(intensity=3, period_s=5.0)
-    ds = run(policy, [("crash", 0.0), ("crash", 0.5), ("crash", 1.0), ("crash", 1.25)])
+    ds = run(policy, [(CRASH, 0.0), (CRASH, 0.5), (CRASH, 1.0), (CRASH, 1.25)])
     assert [d.action for d in ds] == ["restart", "restart", "restart", "give_up"]
     assert ds[-1].delay_s == 0.0
     assert ds[-1].history.times == (0.0, 0.5, 1.0, 1.25)
@@ -70,21 +70,21 @@ def test_burst_gives_up_exactly_at_intensity_plus_one():
 
 
 def test_intensity_zero_gives_up_on_first_failure():
-    d = decide(RestartPolicy(intensity=0), RestartHistory(), "crash", 100.0)
+    d = decide(RestartPolicy(intensity=0), RestartHistory(), CRASH, 100.0)
     assert d.action == "give_up"
     assert d.reason.startswith("1 restart in 0s exceeds intensity 0 in 60s")
 
 
 def test_intensity_zero_still_ignores_normal_exit_of_transient():
-    d = decide(RestartPolicy(restart="transient", intensity=0), RestartHistory(), "normal", 1.0)
+    d = decide(RestartPolicy(restart="transient", intensity=0), RestartHistory(), ExitReason.RECYCLED_JOBS, 1.0)
     assert d.action == "ignore"
     assert d.reason.startswith("transient child exited normally")
 
 
 def test_window_is_inclusive_like_otp():
     policy = RestartPolicy(intensity=1, period_s=10.0)
-    assert run(policy, [("crash", 0.0), ("crash", 10.0)])[-1].action == "give_up"
-    assert run(policy, [("crash", 0.0), ("crash", 10.25)])[-1].action == "restart"
+    assert run(policy, [(CRASH, 0.0), (CRASH, 10.0)])[-1].action == "give_up"
+    assert run(policy, [(CRASH, 0.0), (CRASH, 10.25)])[-1].action == "restart"
 
 
 def test_prune():
@@ -96,7 +96,7 @@ def test_prune():
 
 def test_backoff_sequence_doubles_then_caps():
     policy = RestartPolicy(intensity=100, period_s=60.0, backoff_base_s=0.25, backoff_max_s=3.0)
-    ds = run(policy, [("crash", 0.01 * i) for i in range(8)])
+    ds = run(policy, [(CRASH, 0.01 * i) for i in range(8)])
     assert [d.delay_s for d in ds] == [0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
 
 
@@ -119,7 +119,7 @@ def test_timeout_never_gives_up_and_never_counts(restart):
     policy = RestartPolicy(restart=restart, intensity=0, backoff_base_s=1.0)
     h = RestartHistory()
     for i in range(50):
-        d = decide(policy, h, "timeout", float(i) * 0.01)
+        d = decide(policy, h, TIMEOUT, float(i) * 0.01)
         assert d.action == "restart"
         assert d.delay_s == 0.0
         assert d.history.times == ()
@@ -128,12 +128,12 @@ def test_timeout_never_gives_up_and_never_counts(restart):
 
 def test_timeout_keeps_existing_history_pruned_and_uncharged():
     policy = RestartPolicy(intensity=5, period_s=10.0, backoff_base_s=1.0)
-    d = decide(policy, RestartHistory((1.0, 8.0, 12.0)), "timeout", 15.0)
+    d = decide(policy, RestartHistory((1.0, 8.0, 12.0)), TIMEOUT, 15.0)
     assert (d.action, d.delay_s, d.history.times) == ("restart", 0.0, (8.0, 12.0))
 
 
 def test_timeout_of_temporary_child_is_ignored():
-    assert decide(RestartPolicy(restart="temporary"), RestartHistory(), "timeout", 0.0).action == "ignore"
+    assert decide(RestartPolicy(restart="temporary"), RestartHistory(), TIMEOUT, 0.0).action == "ignore"
 
 
 @pytest.mark.parametrize("restart", sorted(RESTARTED))
@@ -225,7 +225,7 @@ def test_property_give_up_iff_window_exceeds_intensity(restart, intensity, perio
 
         if not should_restart(restart, reason):
             assert d.action == "ignore"
-        elif reason in NON_COUNTING_EXITS:
+        elif not reason.counts_toward_intensity:
             assert (d.action, d.delay_s) == ("restart", 0.0)
         else:
             before = [t for t in counted if now - t <= period_s]

@@ -12,7 +12,7 @@ from thespian.actors import WakeupMessage
 from foxden import procs
 from foxden.actors.base import FoxdenActor
 from foxden.memwatch import MemWatch
-from foxden.supervisor.actor import EXIT_NOTICE_GRACE_S, RETIREMENTS
+from foxden.protocols.exits import EXIT_NOTICE_GRACE_S, ExitReason
 from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, StatusQuery, StatusReport
 
 log = logging.getLogger("foxden.admin")
@@ -243,7 +243,7 @@ class AdminActor(FoxdenActor):
                          # processes of dead browsers that outlived SIGKILL (still being killed)
                          "lingering": sup.get("lingering", [])},
             "exits": sup["exits"],
-            "retirements": {k: v for k, v in sup["exits"].items() if k in RETIREMENTS},
+            "retirements": {k: v for k, v in sup["exits"].items() if ExitReason(k).is_retirement},
             "restarts": sup["restarts"],
             # unsettled: browsers with a job message in transit, not judged by this sample
             "invariants": {"ok": not violations, "violations": violations, "checks": 3, "unsettled": unsettled},

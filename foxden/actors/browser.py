@@ -10,6 +10,7 @@ from foxden import logs, procs
 from foxden.actors.base import FoxdenActor, OnFailure, fault_point
 from foxden.drivers import BrowserDied, open_driver, results
 from foxden.protocols.errors import ErrorCode
+from foxden.protocols.exits import ExitReason
 from foxden.protocols.messages import (
     BrowserReady,
     BrowserStarted,
@@ -74,7 +75,7 @@ class BrowserActor(FoxdenActor):
             self._driver = open_driver(msg.engine, msg.config.pool, msg.tmpdir, msg.config.jobs)
             self._driver.launch()
         except Exception as exc:  # any launch failure ends this actor; the policy decides what next
-            self._die("launch_failed", f"{type(exc).__name__}: {exc}".strip())
+            self._die(ExitReason.LAUNCH_FAILED, f"{type(exc).__name__}: {exc}".strip())
             return
         version = f"{msg.engine.name} {self._driver.version}"
         self.send(sender, BrowserReady(msg.browser, os.getpid(), tuple(self._driver.pids()), msg.engine.name, version))
@@ -104,7 +105,7 @@ class BrowserActor(FoxdenActor):
             left += procs.find_marked(self._marker, exclude=[p.pid for p in left], path=self._tmpdir)
         procs.kill_and_wait(left, timeout=2.0)
 
-    def _die(self, reason: str, detail: str = "") -> None:
+    def _die(self, reason: ExitReason, detail: str = "") -> None:
         """Tell the supervisor why, then exit (the supervisor cleans up after us)."""
         if self._dying:
             return
@@ -116,7 +117,7 @@ class BrowserActor(FoxdenActor):
 
     def crash(self, detail: str) -> None:
         """An orderly exit (Dying, then close the browser) rather than the base's os._exit."""
-        self._die("crash", detail)
+        self._die(ExitReason.CRASH, detail)
 
     def _browser_alive(self) -> bool:
         return self._driver is not None and self._driver.alive()
@@ -127,7 +128,7 @@ class BrowserActor(FoxdenActor):
         alive = self._browser_alive()
         self.send(sender, Pong(self._id, msg.seq, alive))
         if not alive and not self._closed:
-            self._die("crash", "browser process is gone")
+            self._die(ExitReason.CRASH, "browser process is gone")
 
     # --- jobs ----------------------------------------------------------------
 
@@ -139,7 +140,7 @@ class BrowserActor(FoxdenActor):
                 # Capped here, before the result is copied to any other process.
                 outcome = results.capped(self._driver.run(msg.job, msg.budget_s), self._max_result_bytes)
             except BrowserDied as exc:
-                self._die("crash", str(exc))
+                self._die(ExitReason.CRASH, str(exc))
                 return
             except Exception as exc:  # a bug of ours, not the page's: still one answer
                 log.exception("job %s failed unexpectedly", msg.job.key)

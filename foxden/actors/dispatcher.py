@@ -297,10 +297,12 @@ class DispatcherActor(FoxdenActor):
 
     def _attempt_died(self, job: Job, msg: BrowserGone) -> None:
         where = f"browser {msg.browser} {msg.reason}" + (f": {msg.detail}" if msg.detail else "")
-        if msg.reason == "timeout":
+        # Classified by the reason's properties only: not retried and a
+        # failure = the job overran its time; not retried and normal = shutdown.
+        if not msg.exit.retries_job and not msg.exit.is_normal:
             self._answer(job, "timeout", browser=msg.browser,
                          error=ErrorCode.TIMEOUT.error(f"no answer within the attempt's budget; {where}"))
-        elif msg.reason == "shutdown" or self.draining:
+        elif not msg.exit.retries_job or self.draining:
             self._answer(job, "failed", browser=msg.browser,
                          error=ErrorCode.SHUTTING_DOWN.error(f"the daemon stopped during the job; {where}"))
         elif job.session is not None and not job.request.new_session:

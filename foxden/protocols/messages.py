@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from foxden.protocols.wire import ErrorInfo, PageResult
 
+from foxden.protocols.exits import ExitReason
+
 # These cross Thespian's transport between our own actor processes only.
 # Everything that comes from a client is decoded by foxden.protocols.wire
 # (msgpack, strict) before it becomes one of these.
@@ -208,14 +210,20 @@ class BrowserGone:
 
     Sent from exactly one place, the supervisor's ChildActorExited handler.
     `job_key` is the attempt that died with it (None when it was idle);
-    `reason` is why it ended ("crash", "timeout", "unresponsive",
-    "launch_failed", "shutdown", ...)."""
+    `reason` is why it ended: an ExitReason's value (see `exit`)."""
 
     browser: str
     job_key: str | None
     reason: str
     detail: str = ""
     sessions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _plain_reason(self)
+
+    @property
+    def exit(self) -> ExitReason:
+        return ExitReason(self.reason)
 
 
 @dataclass(frozen=True)
@@ -348,8 +356,24 @@ class Pong:
 
 @dataclass(frozen=True)
 class Dying:
-    """Browser actor -> supervisor: I am exiting on my own, and why."""
+    """Browser actor -> supervisor: I am exiting on my own, and why (`reason`: an ExitReason's value)."""
 
     browser: str
     reason: str
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        _plain_reason(self)
+
+    @property
+    def exit(self) -> ExitReason:
+        return ExitReason(self.reason)
+
+
+def _plain_reason(msg) -> None:
+    """Check `reason` against the vocabulary and keep its plain str value (what the transport may carry)."""
+    try:
+        object.__setattr__(msg, "reason", ExitReason(msg.reason).value)
+    except ValueError:
+        raise ValueError(f"{type(msg).__name__}.reason: {msg.reason!r} is not one of "
+                         f"{[r.value for r in ExitReason]}") from None

@@ -1,23 +1,18 @@
-"""The supervisor actor: parent of every browser actor, its watchdog and its only cleaner."""
+"""The supervisor actor: parent of every browser actor, its watchdog and its only cleaner (a thin shell)."""
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
-import math
 import os
-import shutil
 import time
 from collections import Counter
-import statistics
-from collections import deque
-from dataclasses import dataclass, field
 
-import psutil
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from foxden.actors.base import FoxdenActor
-
 from foxden import logs, procs
+from foxden.actors.base import FoxdenActor
+from foxden.protocols.exits import ExitReason
 from foxden.protocols.messages import (
     Assign,
     AssignRefused,
@@ -30,7 +25,6 @@ from foxden.protocols.messages import (
     InitSupervisor,
     JobDone,
     JobFinished,
-    JobSpec,
     Ping,
     PoolFailed,
     PoolStopped,
@@ -41,74 +35,23 @@ from foxden.protocols.messages import (
     StopPool,
     WorkRequest,
 )
-from foxden.supervisor import policy
+from foxden.supervisor import policy, pool, reaper, watchdog
+from foxden.supervisor.children import Child, ChildState, Lingering
+
+__all__ = ["Lingering", "SupervisorActor", "TICK"]
 
 log = logging.getLogger("foxden.supervisor")
 
 TICK = "watchdog-tick"
-RECENT_JOBS = 50
-EXIT_NOTICE_GRACE_S = 1.0
-DEFAULT_BROWSER_PSS = 400 << 20  # a launch's cost until one has been measured
-# Exits the supervisor chose to replace a healthy browser (or shrink the
-# pool): they are not failures, so the restart policy is not consulted.
-RETIREMENTS = frozenset({"recycled_jobs", "recycled_age", "recycled_memory", "degraded", "idle"})
-
-
-@dataclass(frozen=True)
-class Lingering:
-    """A process of a dead child that outlived the cleanup's wait after SIGKILL (uninterruptible sleep)."""
-
-    pid: int
-    created: float | None  # its create_time(): a reused pid is not it
-    browser: str
-    tmpdir: str
-    since: float  # monotonic
-
-
-@dataclass
-class Child:
-    """The supervisor's record of one live browser actor (mutable, private to it)."""
-
-    id: str
-    addr: object
-    marker: str
-    tmpdir: str
-    created: float  # monotonic
-    started_at: float  # wall clock, for status
-    state: str = "starting"  # starting | idle | busy | stopping
-    pid: int | None = None
-    browser_pids: tuple[int, ...] = ()
-    engine: str = ""
-    version: str = ""
-    job: JobSpec | None = None
-    job_started: float = 0.0
-    deadline: float = 0.0
-    jobs_done: int = 0
-    ping_sent: int = 0
-    pong_seen: int = 0
-    last_pong: float = 0.0
-    stop_by: float = 0.0
-    exit_reason: str | None = None
-    exit_detail: str = ""
-    sessions: tuple[str, ...] = ()
-    kill_at: float | None = None
-    idle_since: float = 0.0
-    durations: deque = field(default_factory=lambda: deque(maxlen=RECENT_JOBS))
-    pss: int = 0
-    stopped_ticks: int = 0
-    dead_since: float | None = None
-    pid_created: float | None = None  # create_time() of pid: tells a reused pid apart
-    main_created: float | None = None  # create_time() of browser_pids[0], likewise
-    # Sequence numbers of this browser's job messages, not state: Assigns
-    # received and attempt ends sent (JobFinished, AssignRefused). The admin
-    # compares them with the dispatcher's to see a message still in transit.
-    assigns: int = 0
-    ends: int = 0
+BROWSER_ACTOR = "foxden.actors.browser.BrowserActor"  # created by name, as Thespian does
+BUSY, IDLE, STARTING, STOPPING = ChildState.BUSY, ChildState.IDLE, ChildState.STARTING, ChildState.STOPPING
 
 
 class SupervisorActor(FoxdenActor):
     """Keeps `size` browsers alive under an OTP restart policy.
 
+    Every decision is a pure function of the policy, watchdog, pool and
+    children modules; this actor receives, asks them, acts and sends.
     The live count is len(self.children), never a counter. Children leave
     `self.children` in exactly one place, _child_exited (run on Thespian's
     ChildActorExited, or by _missed_exits when Thespian dropped that notice),
@@ -120,28 +63,23 @@ class SupervisorActor(FoxdenActor):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.children: dict[str, Child] = {}
-        self.config = None
-        self.engine = None
-        self.dispatcher = None
+        self.children: dict[str, Child] = {}  # in start order (rest_for_one relies on it)
+        self.config = self.engine = self.dispatcher = None
+        self.limits: watchdog.Limits | None = None
         self.instance = ""
         self.policy: policy.RestartPolicy | None = None
         self.history = policy.RestartHistory()
-        self.target = 0
-        self.slots = 0
-        self.queued = 0
+        self.target = self.slots = self.queued = 0
         self.held_back: str | None = None
-        self.pss_cursor = 0
+        self.pss_cursor = self.generation = 0
         self.next_start_at = 0.0
-        self.generation = 0
         self.stopping = False
         self.stop_reply = None
         self.failed: str | None = None
         self.last_launch_error = ""
-        self.kills: Counter = Counter()
-        self.exits: Counter = Counter()
-        self.restarts = 0
-        self.gones = 0
+        self.kills: Counter = Counter()  # by ExitReason value
+        self.exits: Counter = Counter()  # by ExitReason value
+        self.restarts = self.gones = 0
         self.hang_to_dead_ms: list[float] = []
         self.lingering: dict[int, Lingering] = {}
 
@@ -153,10 +91,8 @@ class SupervisorActor(FoxdenActor):
         self.daemon_pid = msg.daemon_pid
         self.daemon_created = procs.create_time(msg.daemon_pid) if msg.daemon_pid else None
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
-        wd = self.config.watchdog
-        self.missed_pings_limit = max(2, math.ceil(wd.heartbeat_timeout_s / wd.interval_s))
-        self.slots = self.config.pool.max
-        self.target = self.config.pool.size
+        self.limits = watchdog.Limits.from_config(self.config)
+        self.slots, self.target = self.config.pool.max, self.config.pool.size
         self.tmp_root = procs.browsers_dir(self.config.daemon.state_dir)
         # Thespian forks every browser actor from this process. Imported now,
         # the browser's modules are shared with us instead of imported into
@@ -164,7 +100,7 @@ class SupervisorActor(FoxdenActor):
         # code) are never visited by a child's garbage collector, so their
         # pages stay shared too (PSS per browser actor 9.5 -> 8.9 MB). Once
         # only: what is frozen is never collected, so nothing later is.
-        import foxden.actors.browser  # noqa: F401
+        importlib.import_module(BROWSER_ACTOR.rpartition(".")[0])
         if self.engine.name == "chromium":
             import foxden.drivers.chromium  # noqa: F401
         gc.collect()
@@ -177,18 +113,20 @@ class SupervisorActor(FoxdenActor):
     # --- starting children ---------------------------------------------------
 
     def _fill(self) -> None:
-        """Start children until `target` are up (backoff and memory permitting)."""
+        """Start children until `target` are up (backoff, launch concurrency and memory permitting)."""
         if self.stopping or self.failed:
             return
         now = time.monotonic()
-        while self._active() < self.target and now >= self.next_start_at:
+        kids = self.children.values()
+        while pool.active(kids) < self.target and now >= self.next_start_at:
             # Launches are throttled: fifty at once on two cores starved the
             # idle actors' heartbeats (killed as unresponsive, restarts spent
             # the intensity, the pool failed) and fooled memory admission,
             # which cannot see what a launch has not allocated yet.
-            if self._starting() >= self.config.pool.launch_concurrency:
+            if pool.starting(kids) >= self.config.pool.launch_concurrency:
                 return  # the next BrowserReady or exit calls us again
-            held = self._memory_hold()
+            held = pool.memory_hold([c.pss for c in kids if c.pss], pool.starting(kids),
+                                    procs.available_memory(), self.config.pool.memory_headroom_mb)
             if held != self.held_back:
                 (log.warning if held else log.info)("browser starts %s", held or "resumed: memory is available")
                 self.held_back = held
@@ -196,97 +134,29 @@ class SupervisorActor(FoxdenActor):
                 return  # jobs wait in the queue (bounded) rather than the box swapping
             self._start_child()
 
-    def _active(self) -> int:
-        return sum(1 for c in self.children.values() if c.state != "stopping")
-
-    def _starting(self) -> int:
-        return sum(1 for c in self.children.values() if c.state == "starting")
-
-    def _memory_hold(self) -> str | None:
-        """Why one more browser must not start now, or None if it may."""
-        measured = [c.pss for c in self.children.values() if c.pss]
-        need = statistics.median(measured) if measured else DEFAULT_BROWSER_PSS
-        headroom = self.config.pool.memory_headroom_mb << 20
-        # Browsers still launching will take their share of what is available now.
-        available = procs.available_memory() - self._starting() * need
-        if available - headroom < need:
-            return (f"held back: {available >> 20} MiB available, {headroom >> 20} MiB headroom, "
-                    f"a browser needs ~{int(need) >> 20} MiB")
-        return None
-
-    def _rescale(self, now: float) -> None:
-        """Derive the pool's target from demand, and retire browsers idle past idle_shrink_s.
-
-        A fixed pool (min == max) always targets its size. An elastic one
-        wants every busy browser, one per queued job and `prewarm` spares,
-        within [min, max]; idle browsers beyond that are kept until they have
-        been idle for idle_shrink_s."""
-        pool = self.config.pool
-        hi = min(pool.max, self.slots)
-        lo = min(pool.min, hi)
-        if pool.min == pool.max:
-            self.target = hi
-            return
-        busy = sum(1 for c in self.children.values() if c.state == "busy")
-        starting = sum(1 for c in self.children.values() if c.state == "starting")
-        want = max(lo, min(hi, busy + self.queued + pool.prewarm))
-        idle = sorted((c for c in self.children.values() if c.state == "idle"), key=lambda c: c.idle_since)
-        recent = [c for c in idle if now - c.idle_since < pool.idle_shrink_s]
-        self.target = max(want, min(hi, busy + starting + len(recent)))
-        for child in idle:
-            if self._active() <= self.target:
-                break
-            if child not in recent:
-                self._retire(child, "idle")
-
-    def _retire(self, child: Child, reason: str) -> None:
-        """Stop a healthy idle browser on purpose (it is replaced unless the pool shrinks)."""
-        if child.exit_reason is None:
-            child.exit_reason = reason
-            with logs.context(browser=child.id):
-                log.info("retiring browser %s (%s) after %d jobs", child.id, reason, child.jobs_done)
-        self._request_stop(child)
-
-    def _recycle_reason(self, child: Child, now: float) -> str | None:
-        """Why this idle browser should be replaced now, if at all."""
-        r = self.config.recycle
-        if r.max_jobs and child.jobs_done >= r.max_jobs:
-            return "recycled_jobs"
-        if r.max_age_s and now - child.created >= r.max_age_s:
-            return "recycled_age"
-        if r.max_pss_mb and child.pss > r.max_pss_mb << 20:
-            return "recycled_memory"
-        if r.degrade_factor and len(child.durations) >= r.degrade_min_jobs:
-            others = [d for c in self.children.values() if c is not child for d in c.durations]
-            if len(others) >= r.degrade_min_jobs:
-                mine, pool = statistics.median(child.durations), statistics.median(others)
-                if mine > r.degrade_factor * pool:
-                    return "degraded"
-        return None
-
-    def _sample_pss(self) -> None:
-        """Measure one child's PSS per tick, round robin (reading smaps is not free)."""
-        kids = [c for c in self.children.values() if c.pid and c.state in ("idle", "busy")]
-        if not kids:
-            return
-        child = kids[self.pss_cursor % len(kids)]
-        self.pss_cursor += 1
-        child.pss = procs.pss_bytes([child.pid, *(p.pid for p in procs.descendants(child.pid))])
-
     def _start_child(self) -> None:
         self.generation += 1
         bid = f"b{self.generation}"
-        addr = self.createActor("foxden.actors.browser.BrowserActor")
-        child = Child(
-            id=bid,
-            addr=addr,
-            marker=f"{self.instance}/{bid}/",  # self-delimiting: b1 must not match b10
-            tmpdir=os.path.join(self.tmp_root, bid),
-            created=time.monotonic(),
-            started_at=time.time(),
-        )
+        addr = self.createActor(BROWSER_ACTOR)
+        child = Child(id=bid, addr=addr,
+                      marker=f"{self.instance}/{bid}/",  # self-delimiting: b1 must not match b10
+                      tmpdir=os.path.join(self.tmp_root, bid), created=time.monotonic(), started_at=time.time())
         self.children[bid] = child
         self.send(addr, StartBrowser(bid, self.config, self.engine, child.marker, child.tmpdir))
+
+    def _rescale(self, now: float) -> None:
+        """Set the pool's target from demand; retire the idle browsers it no longer wants."""
+        decided = pool.target(self.config.pool, self.slots, list(self.children.values()), self.queued, now)
+        self.target = decided.size
+        for bid in decided.retire:
+            self._retire(self.children[bid], ExitReason.IDLE)
+
+    def _retire(self, child: Child, reason: ExitReason) -> None:
+        """Stop a healthy idle browser on purpose (it is replaced unless the pool shrinks)."""
+        if child.end(reason):
+            with logs.context(browser=child.id):
+                log.info("retiring browser %s (%s) after %d jobs", child.id, reason.value, child.jobs_done)
+        self._request_stop(child, reason)
 
     def receiveMsg_BrowserStarted(self, msg: BrowserStarted, sender) -> None:
         child = self.children.get(msg.browser)
@@ -296,20 +166,20 @@ class SupervisorActor(FoxdenActor):
 
     def receiveMsg_BrowserReady(self, msg: BrowserReady, sender) -> None:
         child = self.children.get(msg.browser)
-        if child is None or child.state != "starting":
+        if child is None or child.state is not STARTING:
             return
         if child.pid != msg.pid:
             child.pid_created = procs.create_time(msg.pid)
         child.pid, child.browser_pids = msg.pid, msg.browser_pids
         child.main_created = procs.create_time(msg.browser_pids[0]) if msg.browser_pids else None
         child.engine, child.version = msg.engine, msg.version
-        child.state, child.last_pong = "idle", time.monotonic()
-        child.idle_since = child.last_pong
+        child.move(IDLE)
+        child.last_pong = child.idle_since = time.monotonic()
         with logs.context(browser=msg.browser):
             log.info("browser %s ready: %s %s pid=%s browser_pids=%s", msg.browser, msg.engine, msg.version,
                      msg.pid, list(msg.browser_pids))
         if self.stopping:
-            self._request_stop(child)
+            self._request_stop(child, ExitReason.SHUTDOWN)
         else:
             self.send(self.dispatcher, WorkRequest(msg.browser, msg.engine))
             self._fill()  # a launch slot is free
@@ -318,12 +188,10 @@ class SupervisorActor(FoxdenActor):
         child = self.children.get(msg.browser)
         if child is None:
             return
-        if child.exit_reason is None:
-            child.exit_reason, child.exit_detail = msg.reason, msg.detail
-        if msg.reason == "launch_failed":
-            self.last_launch_error = msg.detail
-        child.state = "stopping"
-        child.stop_by = time.monotonic() + self.config.watchdog.close_timeout_s + 2.0
+        child.end(msg.exit, msg.detail)
+        if child.state is not STOPPING:
+            child.move(STOPPING)
+            child.stop_by = watchdog.stop_deadline(time.monotonic(), self.limits)
 
     # --- jobs ----------------------------------------------------------------
 
@@ -333,32 +201,32 @@ class SupervisorActor(FoxdenActor):
             self.send(sender, AssignRefused(msg.browser, msg.job.key, gone=True))
             return
         child.assigns += 1
-        if child.state != "idle" or self.stopping:
+        if child.state is not IDLE or self.stopping:
             child.ends += 1
             self.send(sender, AssignRefused(msg.browser, msg.job.key))
             return
         now = time.monotonic()
-        child.state, child.job = "busy", msg.job
-        child.job_started = now
-        child.deadline = now + msg.budget_s
+        child.move(BUSY)
+        child.job, child.job_started, child.deadline = msg.job, now, now + msg.budget_s
         self.send(child.addr, RunJob(msg.job, msg.budget_s))
 
     def receiveMsg_JobDone(self, msg: JobDone, sender) -> None:
         child = self.children.get(msg.browser)
-        if child is None or child.job is None or child.job.key != msg.job_key or child.state != "busy":
+        if child is None or child.job is None or child.job.key != msg.job_key or child.state is not BUSY:
             return  # a late answer from a child we already gave up on
         now = time.monotonic()
         child.durations.append(now - child.job_started)
-        child.job, child.state = None, "idle"
+        child.move(IDLE)
+        child.job, child.sessions = None, msg.sessions
         child.jobs_done += 1
-        child.sessions = msg.sessions
         child.last_pong = child.idle_since = now
-        retire = None if self.stopping else self._recycle_reason(child, now)
-        available = not self.stopping and retire is None
+        retire = None if self.stopping else pool.recycle_reason(child, self.children.values(),
+                                                                self.config.recycle, now)
         child.ends += 1
-        self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome, available))
+        self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome,
+                                               not self.stopping and retire is None))
         if self.stopping:
-            self._request_stop(child)
+            self._request_stop(child, ExitReason.SHUTDOWN)
         elif retire:
             self._retire(child, retire)
 
@@ -380,60 +248,42 @@ class SupervisorActor(FoxdenActor):
         if self.daemon_pid and not procs.pid_alive(self.daemon_pid, self.daemon_created):
             self._orphaned()
         now = time.monotonic()
-        wd = self.config.watchdog
         for child in list(self.children.values()):
             main = procs.process_state(child.browser_pids[0]) if child.browser_pids else None
-            child.stopped_ticks = child.stopped_ticks + 1 if main == "stopped" else 0
-            if child.state in ("idle", "busy") and main == "gone":
-                # Playwright may not notice for seconds (the browser's other
-                # processes keep its pipe open), so check the process itself.
-                self._kill(child, "crash", f"browser process {child.browser_pids[0]} is gone")
-            elif child.state in ("idle", "busy") and child.stopped_ticks >= 2:
-                # Stopped (SIGSTOP, a frozen cgroup) on two ticks in a row: it
-                # answers nothing, and an idle one would never be noticed.
-                self._kill(child, "unresponsive", f"browser process {child.browser_pids[0]} is stopped")
-            elif child.state == "busy" and now > child.deadline + wd.kill_grace_s:
-                self._kill(child, "timeout", f"job {child.job.id} exceeded its {child.deadline - child.job_started:.1f}s budget")
-            elif child.state == "starting" and now - child.created > self.config.pool.launch_timeout_s:
-                self._kill(child, "launch_timeout", f"not ready after {self.config.pool.launch_timeout_s:.0f}s")
-            elif child.state == "idle":
-                # Silent for heartbeat_timeout_s *and* for that many of our
-                # own ticks: when this supervisor is starved (50 browsers
-                # rendering on 2 cores) its ticks come late and the pongs
-                # wait in its mailbox behind them, and wall-clock silence
-                # alone killed every healthy idle browser at once.
-                missed = child.ping_sent - child.pong_seen
-                if missed >= self.missed_pings_limit and now - child.last_pong > wd.heartbeat_timeout_s:
-                    self._kill(child, "unresponsive", f"no heartbeat for {now - child.last_pong:.1f}s")
-                else:
-                    child.ping_sent += 1
-                    self.send(child.addr, Ping(child.ping_sent))
-            elif child.state == "stopping" and child.kill_at is None and now > child.stop_by:
-                self._kill(child, child.exit_reason or "stop_timeout", "did not exit in time")
+            child.stopped_ticks = watchdog.count_stopped(child.stopped_ticks, main)
+            decided = watchdog.verdict(child, main, now, self.limits)
+            if isinstance(decided, watchdog.Kill):
+                self._kill(child, decided.reason, decided.detail)
+            elif isinstance(decided, watchdog.SendPing):
+                child.ping_sent = decided.seq
+                self.send(child.addr, Ping(decided.seq))
         self._missed_exits(now)
         self._recheck_lingering(now)
-        if not self.stopping and (self.config.recycle.max_pss_mb or self.config.pool.min != self.config.pool.max):
+        if not self.stopping:
+            self._maintain(now)
+        self._fill()
+
+    def _maintain(self, now: float) -> None:
+        """Measure, recycle and rescale: the pool's upkeep on every tick."""
+        if self.config.recycle.max_pss_mb or self.config.pool.min != self.config.pool.max:
             # Only max_pss_mb and elastic admission use it, and reading smaps
             # was most of the supervisor's CPU in the benchmarks.
             self._sample_pss()
-        if not self.stopping:
-            for child in [c for c in self.children.values() if c.state == "idle"]:
-                reason = self._recycle_reason(child, now)
-                if reason:
-                    self._retire(child, reason)
-            self._rescale(now)
-        self._fill()
+        for child in [c for c in self.children.values() if c.state is IDLE]:
+            reason = pool.recycle_reason(child, self.children.values(), self.config.recycle, now)
+            if reason:
+                self._retire(child, reason)
+        self._rescale(now)
+
+    def _sample_pss(self) -> None:
+        """Measure one child's PSS per tick, round robin (reading smaps is not free)."""
+        child = pool.pss_pick(self.children.values(), self.pss_cursor)
+        if child is not None:
+            self.pss_cursor += 1
+            child.pss = procs.pss_bytes([child.pid, *(p.pid for p in procs.descendants(child.pid))])
 
     def _recheck_lingering(self, now: float) -> None:
-        """Kill again what outlived a cleanup's SIGKILL, and forget it (and its files) once it is gone."""
-        for pid, proc in list(self.lingering.items()):
-            if procs.pid_alive(pid, proc.created):
-                procs.kill_pids([pid])
-                continue
-            del self.lingering[pid]
-            shutil.rmtree(proc.tmpdir, ignore_errors=True)  # anything it wrote while it lingered
-            log.warning("browser %s: process %d is gone %.1fs after the cleanup gave up waiting for it",
-                        proc.browser, pid, now - proc.since)
+        reaper.recheck_lingering(self.lingering, now)
 
     def _orphaned(self) -> None:
         """The daemon is gone (SIGKILL, an OOM kill): end its whole instance, then this process.
@@ -461,58 +311,36 @@ class SupervisorActor(FoxdenActor):
             child.pong_seen = max(child.pong_seen, msg.seq)
             child.last_pong = time.monotonic()
 
-    def _kill(self, child: Child, reason: str, detail: str = "") -> None:
+    # --- ending children -------------------------------------------------------
+
+    def _kill(self, child: Child, reason: ExitReason, detail: str = "") -> None:
         """SIGKILL a child's actor process and its browser's main process.
 
         Nothing else: the rest of its processes (found by marker), the wait for
         them to be gone and its files are the one cleanup path's, run on the
         ChildActorExited that Thespian delivers a few ms after the actor dies.
         Killing the browser's main here too stops a hung page at once."""
-        if child.exit_reason is None:
-            child.exit_reason, child.exit_detail = reason, detail
+        child.end(reason, detail)
         if child.kill_at is None:
-            self.kills[reason] += 1
+            self.kills[reason.value] += 1
             with logs.context(browser=child.id, job=child.job.id if child.job else None,
                               session=child.job.session if child.job else None):
-                log.warning("watchdog: killing browser %s (%s) %s", child.id, reason, detail)
-        child.state, child.kill_at = "stopping", time.monotonic()
-        pids = [p.pid for p in self._known_processes(child)] if child.pid else self._unclaimed_pids()
+                log.warning("watchdog: killing browser %s (%s) %s", child.id, reason.value, detail)
+        if child.state is not STOPPING:
+            child.move(STOPPING)
+        child.kill_at = time.monotonic()
+        pids = ([p.pid for p in reaper.known_processes(child)] if child.pid
+                else reaper.unclaimed_pids(self.children.values()))
         procs.kill_pids(pids)
 
-    def _known_processes(self, child: Child) -> list[psutil.Process]:
-        """The child's actor and its browser's main process, by the pids they reported.
-
-        Killed by pid as well as by marker. The marker scan reads every
-        process's environment and command line and passes over one it cannot
-        read; a long chaos run on an overloaded box found a browser's main
-        process alive and marked 1.3 s after the cleanup's scans had found
-        nothing left, and it had recreated its profile dir. Why the scans
-        missed it is not known; a kill by the pid it reported does not depend
-        on them. A create time that differs means the pid now names another
-        process: that one is left alone."""
-        known = [(child.pid, child.pid_created)]
-        if child.browser_pids and child.main_created is not None:
-            known.append((child.browser_pids[0], child.main_created))
-        return procs.processes(pid for pid, created in known if procs.pid_alive(pid, created))
-
-    def _unclaimed_pids(self) -> list[int]:
-        """Our child processes that no child record has claimed (killed before handshake)."""
-        claimed = {c.pid for c in self.children.values() if c.pid}
-        try:
-            kids = psutil.Process().children()
-        except psutil.Error:
-            return []
-        return [p.pid for p in kids if p.pid not in claimed and procs.alive(p)]
-
-    def _request_stop(self, child: Child) -> None:
-        if child.exit_reason is None:
-            child.exit_reason = "shutdown"
-        if child.state == "busy":
-            self._kill(child, "shutdown", "still busy at shutdown")
-            return
-        if child.state != "stopping":
-            child.state = "stopping"
-            child.stop_by = time.monotonic() + self.config.watchdog.close_timeout_s + 2.0
+    def _request_stop(self, child: Child, reason: ExitReason) -> None:
+        """Ask a child to exit (kill it if it is busy: its job cannot be interrupted otherwise)."""
+        child.end(reason)
+        if child.state is BUSY:
+            self._kill(child, reason, f"busy when stopped ({reason.value})")
+        elif child.state is not STOPPING:
+            child.move(STOPPING)
+            child.stop_by = watchdog.stop_deadline(time.monotonic(), self.limits)
             self.send(child.addr, ActorExitRequest())
 
     # --- the one cleanup path --------------------------------------------------
@@ -523,91 +351,85 @@ class SupervisorActor(FoxdenActor):
             self._child_exited(child)
 
     def _missed_exits(self, now: float) -> None:
-        """Children whose actor process is dead but whose ChildActorExited never came.
-
-        Thespian 4.0.1 can drop the notice for a second child that dies close
-        to another one (found by the chaos harness). Such a child goes through
-        the same single cleanup, _child_exited, once its process has been
-        seen dead for EXIT_NOTICE_GRACE_S (normally the notice takes 5-9 ms)."""
+        """Children whose actor process is dead but whose ChildActorExited never came (see watchdog.missed_exit)."""
         for child in list(self.children.values()):
             # With its create time: once Thespian has reaped a child whose
             # notice it dropped, its pid may already name another process.
             gone = (child.pid is not None and not procs.pid_alive(child.pid, child.pid_created)) or \
                 (child.pid is None and child.kill_at is not None)
-            if not gone:
-                child.dead_since = None
-            elif child.dead_since is None:
-                child.dead_since = now
-            elif now - child.dead_since > EXIT_NOTICE_GRACE_S:
+            child.dead_since, clean_up = watchdog.missed_exit(child.dead_since, gone, now)
+            if clean_up:
                 log.warning("browser %s: no exit notice from Thespian; cleaning up", child.id)
                 self._child_exited(child)
 
     def _child_exited(self, child: Child) -> None:
         """The one cleanup path for a child whose actor is gone."""
-        order = list(self.children)  # start order (dicts keep it), for rest_for_one
+        order = list(self.children)  # start order, for the group restarts
         del self.children[child.id]
         now = time.monotonic()
-        # Confirm that nothing of it survives: its own process, and every
-        # process carrying its marker (crashpad included), then its files.
-        survivors = procs.kill_marked(child.marker, path=child.tmpdir + "/", also=self._known_processes(child))
-        if survivors:
-            # A SIGKILLed process in uninterruptible sleep dies when it leaves
-            # the kernel; every tick checks again (_recheck_lingering), so that
-            # status says what is still alive instead of the log only.
-            log.error("browser %s: processes survived SIGKILL: %s", child.id, [p.pid for p in survivors])
-            for p in survivors:
-                self.lingering[p.pid] = Lingering(p.pid, procs.create_time(p.pid), child.id, child.tmpdir, now)
-        shutil.rmtree(child.tmpdir, ignore_errors=True)
-        reason = child.exit_reason or "crash"
-        if reason == "timeout":
-            self.hang_to_dead_ms.append((time.monotonic() - child.deadline) * 1000.0)
-            del self.hang_to_dead_ms[:-1000]
-        self.exits[reason] += 1
-        with logs.context(browser=child.id, job=child.job.id if child.job else None):
-            log.info("browser %s exited (%s) after %d jobs; %d live", child.id, reason, child.jobs_done,
-                     len(self.children))
-        job_key = child.job.key if child.job is not None else None
-        self.gones += 1  # sequence number of BrowserGone messages (see Child.assigns)
-        self.send(self.dispatcher, BrowserGone(child.id, job_key, reason, child.exit_detail, child.sessions))
+        for proc in reaper.sweep(child, now):
+            self.lingering[proc.pid] = proc
+        reason = child.exit_reason or ExitReason.CRASH
+        self._report_exit(child, reason)
         if self.stopping:
             self._maybe_stopped()
-            return
-        if reason in RETIREMENTS:
-            self._rescale(now)
-            self._fill()  # a replacement, not a restart: the policy is for failures
-            return
-        self._apply_policy(child, reason, now, order)
+        elif not self.failed:
+            self._carry_out(policy.on_exit(self.policy, self.history, reason, now, order, child.id), now)
 
-    def _apply_policy(self, child: Child, reason: str, now: float, order: list[str]) -> None:
-        if self.failed:
+    def _report_exit(self, child: Child, reason: ExitReason) -> None:
+        """Count and log one exit, and tell the dispatcher (BrowserGone, the attempt it ends)."""
+        if reason is ExitReason.TIMEOUT:
+            self.hang_to_dead_ms.append((time.monotonic() - child.deadline) * 1000.0)  # the sweep included
+            del self.hang_to_dead_ms[:-1000]
+        if reason is ExitReason.LAUNCH_FAILED and child.exit_detail:
+            self.last_launch_error = child.exit_detail
+        self.exits[reason.value] += 1
+        with logs.context(browser=child.id, job=child.job.id if child.job else None):
+            log.info("browser %s exited (%s) after %d jobs; %d live", child.id, reason.value, child.jobs_done,
+                     len(self.children))
+        self.gones += 1  # sequence number of BrowserGone messages (see Child.assigns)
+        self.send(self.dispatcher, BrowserGone(child.id, child.job.key if child.job else None, reason.value,
+                                               child.exit_detail, child.sessions))
+
+    def _carry_out(self, plan: policy.ExitPlan, now: float) -> None:
+        """Act on the restart policy's plan for one exit."""
+        self.history = plan.history
+        if plan.action == "give_up":
+            self._give_up(plan.reason)
             return
-        decision = policy.decide(self.policy, self.history, reason, now)
-        self.history = decision.history
-        if decision.action == "give_up":
-            error = f"restart intensity exceeded ({decision.reason})"
-            if self.last_launch_error:
-                error += f"; last launch error: {self.last_launch_error}"
-            self.failed = error
-            log.error("supervisor gives up: %s", error)
-            for other in list(self.children.values()):
-                self._request_stop(other)
-            self.send(self.dispatcher, PoolFailed(error))
-            return
-        if decision.action == "ignore":
-            # A temporary (or normally exiting transient) child is not
-            # replaced: the pool has one slot fewer from now on.
-            self.slots = max(0, self.slots - 1)
-            self._rescale(now)
-            return
-        self.restarts += 1
-        siblings = policy.children_to_restart(self.policy.strategy, order, child.id)
-        for sid in siblings:
-            if sid in self.children:
-                self._request_stop(self.children[sid])
-        if decision.delay_s > 0:
-            self.next_start_at = max(self.next_start_at, now + decision.delay_s)
-            self.wakeupAfter(decision.delay_s, payload="fill")
-        self._fill()
+        self.slots = max(0, self.slots - plan.drop)  # temporary children that are not started again
+        if plan.action == "restart":
+            self.restarts += 1  # once, whatever the strategy stops with it
+            if plan.stop:
+                log.info("%s restart: stopping %s (%s)", self.policy.strategy, list(plan.stop), plan.reason)
+            sibling = ExitReason.sibling_stop(self.policy.strategy) if plan.stop else None
+            for sid in plan.stop:
+                if sid in self.children:
+                    self._stop_sibling(self.children[sid], sibling)
+            if plan.delay_s > 0:
+                self.next_start_at = max(self.next_start_at, now + plan.delay_s)
+                self.wakeupAfter(plan.delay_s, payload="fill")
+        self._rescale(now)
+        self._fill()  # what the plan relaunches: the pool's target is back up
+
+    def _stop_sibling(self, child: Child, reason: ExitReason) -> None:
+        """Stop a child as part of another's group restart: its exit is the group's, whatever it was.
+
+        As OTP's terminate_children, which consumes a sibling's own pending
+        exit: a sibling that was already dying (its own crash, a watchdog
+        kill) is relaunched by this restart, not restarted a second time."""
+        child.exit_reason, child.exit_detail = reason, f"stopped with the group of a {self.policy.strategy} restart"
+        self._request_stop(child, reason)
+
+    def _give_up(self, why: str) -> None:
+        error = f"restart intensity exceeded ({why})"
+        if self.last_launch_error:
+            error += f"; last launch error: {self.last_launch_error}"
+        self.failed = error
+        log.error("supervisor gives up: %s", error)
+        for other in list(self.children.values()):
+            self._request_stop(other, ExitReason.SHUTDOWN)
+        self.send(self.dispatcher, PoolFailed(error))
 
     # --- stopping --------------------------------------------------------------
 
@@ -615,7 +437,7 @@ class SupervisorActor(FoxdenActor):
         self.stopping = True
         self.stop_reply = sender
         for child in list(self.children.values()):
-            self._request_stop(child)
+            self._request_stop(child, ExitReason.SHUTDOWN)
         self._maybe_stopped()
 
     def _maybe_stopped(self) -> None:
@@ -629,7 +451,9 @@ class SupervisorActor(FoxdenActor):
         self.send(sender, StateQuery(msg.tag, msg.reply_to, msg.dispatcher_before, self.snapshot()))
 
     def snapshot(self) -> dict:
+        """Plain data only (it crosses the transport): reasons and states as their string values."""
         now = time.monotonic()
+        engine = self.engine.name if self.engine else None
         return {
             "pid": os.getpid(),
             "live": len(self.children),
@@ -639,27 +463,8 @@ class SupervisorActor(FoxdenActor):
             "held_back": self.held_back,
             "state": "failed" if self.failed else ("stopping" if self.stopping else "ok"),
             "error": self.failed,
-            "engine": self.engine.name if self.engine else None,
-            "children": [
-                {
-                    "id": c.id,
-                    "pid": c.pid,
-                    "browser_pids": list(c.browser_pids),
-                    "engine": c.engine or (self.engine.name if self.engine else ""),
-                    "version": c.version,
-                    "state": c.state,
-                    "job": c.job.id if c.job else None,
-                    "job_key": c.job.key if c.job else None,
-                    "assigns": c.assigns,
-                    "ends": c.ends,
-                    "jobs_done": c.jobs_done,
-                    "started_at": c.started_at,
-                    "age_s": round(now - c.created, 3),
-                    "sessions": list(c.sessions),
-                    "pss_sampled": c.pss,
-                }
-                for c in self.children.values()
-            ],
+            "engine": engine,
+            "children": [c.row(now, engine or "") for c in self.children.values()],
             "kills": dict(self.kills),
             "exits": dict(self.exits),
             "restarts": self.restarts,

@@ -4,25 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, get_args
 
+from foxden.protocols.exits import ExitReason
+
+__all__ = ["Decision", "ExitPlan", "ExitReason", "Group", "RestartHistory", "RestartPolicy", "RestartType",
+           "Strategy", "backoff_delay", "children_to_restart", "decide", "group_restart", "on_exit", "prune",
+           "should_restart"]
+
 # Nothing here reads a clock, sends a message or touches a process: the
 # supervisor actor owns time and side effects and asks these functions what
 # to do, so every restart decision can be tested (and replayed) exactly.
+# Exit reasons are foxden.protocols.exits.ExitReason (re-exported here): which
+# are normal and which count toward intensity are its properties.
 
 RestartType = Literal["permanent", "transient", "temporary"]
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
-
-# Exits that are not failures: a transient child leaving for one of these
-# reasons did what it was asked (OTP's normal / shutdown / {shutdown, _});
-# "recycled" is our own planned retirement of a browser after N jobs.
-NORMAL_EXITS = frozenset({"normal", "shutdown", "recycled"})
-
-# Deliberate deviation from OTP: in supervisor.erl every restart counts toward
-# intensity. A browser we kill because a job's page hung is the page's fault,
-# not the browser's, and one slow site must not be able to exhaust the pool's
-# restart budget and take the whole supervisor down. So these exits are still
-# restarted (for permanent/transient children) but are neither counted toward
-# intensity nor backed off.
-NON_COUNTING_EXITS = frozenset({"timeout"})
 
 _RESTART_TYPES = frozenset(get_args(RestartType))
 _STRATEGIES = frozenset(get_args(Strategy))
@@ -87,12 +82,12 @@ class Decision:
     reason: str
 
 
-def should_restart(restart: RestartType, exit_reason: str) -> bool:
+def should_restart(restart: RestartType, exit_reason: ExitReason) -> bool:
     """Whether a child of this restart type is restarted after this exit (OTP rules)."""
     if restart == "permanent":
         return True
     if restart == "transient":
-        return exit_reason not in NORMAL_EXITS
+        return not exit_reason.is_normal
     if restart == "temporary":
         return False
     raise ValueError(f"unknown restart type {restart!r}")
@@ -128,7 +123,7 @@ def _plural(n: int, word: str) -> str:
 def decide(
     policy: RestartPolicy,
     history: RestartHistory,
-    exit_reason: str,
+    exit_reason: ExitReason,
     now: float,
     *,
     shutting_down: bool = False,
@@ -138,19 +133,19 @@ def decide(
     if shutting_down:
         # Children exit because we are stopping them; restarting would fight
         # the shutdown (OTP's supervisor ignores exits once terminating).
-        return Decision("ignore", 0.0, pruned, f"supervisor is shutting down (child exited {exit_reason!r})")
+        return Decision("ignore", 0.0, pruned, f"supervisor is shutting down (child exited {exit_reason.value!r})")
     if not should_restart(policy.restart, exit_reason):
         if policy.restart == "temporary":
-            why = f"temporary child exited {exit_reason!r} and is never restarted"
+            why = f"temporary child exited {exit_reason.value!r} and is never restarted"
         else:
-            why = f"{policy.restart} child exited normally ({exit_reason!r})"
+            why = f"{policy.restart} child exited normally ({exit_reason.value!r})"
         return Decision("ignore", 0.0, pruned, why)
-    if exit_reason in NON_COUNTING_EXITS:
+    if not exit_reason.counts_toward_intensity:
         return Decision(
             "restart",
             0.0,
             pruned,
-            f"{policy.restart} child exited {exit_reason!r}: the job's fault, restarted without counting toward intensity",
+            f"{policy.restart} child exited {exit_reason.value!r}: restarted without counting toward intensity",
         )
 
     delay = backoff_delay(pruned, now, policy)
@@ -166,13 +161,13 @@ def decide(
             0.0,
             recorded,
             f"{_plural(n, 'restart')} in {span:g}s exceeds intensity {policy.intensity} in {policy.period_s:g}s"
-            f" (last exit {exit_reason!r})",
+            f" (last exit {exit_reason.value!r})",
         )
     return Decision(
         "restart",
         delay,
         recorded,
-        f"{policy.restart} child exited {exit_reason!r}: restart {n} of {policy.intensity} allowed in {policy.period_s:g}s",
+        f"{policy.restart} child exited {exit_reason.value!r}: restart {n} of {policy.intensity} allowed in {policy.period_s:g}s",
     )
 
 
@@ -190,3 +185,66 @@ def children_to_restart(strategy: Strategy, order: Sequence[str], failed: str) -
         # Children started after `failed` may depend on it, so they go too.
         return list(order[list(order).index(failed):])
     raise ValueError(f"unknown strategy {strategy!r}")
+
+
+@dataclass(frozen=True)
+class Group:
+    """The siblings a group restart stops, and those of them it starts again (start order)."""
+
+    stop: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+
+
+def group_restart(strategy: Strategy, order: Sequence[tuple[str, RestartType]], failed: str) -> Group:
+    """OTP's restart_multiple_children for `failed`: which siblings to stop and which to start again.
+
+    `order` is every child in start order with its restart type. Temporary
+    siblings are stopped and not started again (terminate_children drops
+    them); permanent and transient ones are started again whatever their
+    type would say of the stop, which was the supervisor's own doing."""
+    ids = [cid for cid, _ in order]
+    group = set(children_to_restart(strategy, ids, failed)) - {failed}
+    siblings = [(cid, restart) for cid, restart in order if cid in group]
+    return Group(tuple(cid for cid, _ in siblings), tuple(cid for cid, r in siblings if r != "temporary"))
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    """What the supervisor does about one child's exit (the actor carries it out).
+
+    action: "restart" (one restart, counted once in `restarts`, that also
+    stops `stop` with ExitReason.sibling_stop(strategy)), "replace" (a
+    retirement: started again outside the policy), "absorbed" (a sibling
+    stopped by a group restart that already accounts for it), "ignore"
+    (not started again: `drop` slots fewer) or "give_up".
+    `relaunch` is what is started again for it, in start order (the failed
+    child in its own place: OTP's start_children); `drop` is how many of
+    the pool's slots are given up for good."""
+
+    action: Literal["restart", "replace", "absorbed", "ignore", "give_up"]
+    delay_s: float
+    history: RestartHistory
+    reason: str
+    stop: tuple[str, ...] = ()
+    relaunch: tuple[str, ...] = ()
+    drop: int = 0
+
+
+def on_exit(policy: RestartPolicy, history: RestartHistory, exit_reason: ExitReason, now: float,
+            order: Sequence[str], failed: str) -> ExitPlan:
+    """Plan for the exit of `failed` (one of `order`, the children in start order, all of the policy's type)."""
+    if exit_reason.strategy is not None:
+        return ExitPlan("absorbed", 0.0, history, f"stopped by a {exit_reason.strategy} restart, which relaunches it")
+    if exit_reason.is_retirement:
+        return ExitPlan("replace", 0.0, history, f"retired ({exit_reason.value}): replaced", relaunch=(failed,))
+    d = decide(policy, history, exit_reason, now, shutting_down=exit_reason is ExitReason.SHUTDOWN)
+    if d.action == "ignore":
+        return ExitPlan("ignore", 0.0, d.history, d.reason, drop=0 if exit_reason is ExitReason.SHUTDOWN else 1)
+    if d.action == "give_up":
+        return ExitPlan("give_up", 0.0, d.history, d.reason)
+    group = group_restart(policy.strategy, [(cid, policy.restart) for cid in order], failed)
+    relaunch = [cid for cid in order if cid == failed or cid in group.restart]
+    if failed not in order:
+        relaunch.append(failed)
+    return ExitPlan("restart", d.delay_s, d.history, d.reason, stop=group.stop, relaunch=tuple(relaunch),
+                    drop=len(group.stop) - len(group.restart))
