@@ -1,0 +1,134 @@
+"""Thespian's TCP transport, patched in the daemon before anything is forked: sealed frames, no source loading."""
+from __future__ import annotations
+
+import os
+import pickle
+
+from foxden.transport import mac, unpickle
+from foxden.transport.refusals import Refusal, SharedCounters, refused, use
+
+__all__ = ["FrameRefused", "SealedSerializer", "install"]
+
+
+class FrameRefused(pickle.UnpicklingError):
+    """A frame that was not sealed with this instance's key; it was not unpickled."""
+
+
+class SealedSerializer:
+    """Thespian's `serializer` (dumps/loads): a pickle behind an HMAC-SHA256 tag.
+
+    Thespian frames every message, and every ACK, as b"<length>>" + dumps(obj)
+    (streamBuffer.toSendBuffer) and reads a complete frame back with loads
+    (streamBuffer.ReceiveBuffer.completed), so sealing here covers every
+    frame of every listener, in every process that inherits this module."""
+
+    def __init__(self, key: bytes):
+        self.key = key
+
+    def dumps(self, obj) -> bytes:
+        return mac.seal(self.key, pickle.dumps(obj, pickle.DEFAULT_PROTOCOL))
+
+    def loads(self, frame: bytes):
+        try:
+            payload = mac.unseal(self.key, frame)
+        except mac.BadTag as exc:
+            refused(Refusal.MAC, f"a {len(frame)}-byte frame: {exc}; dropped, connection closed")
+            raise FrameRefused(str(exc)) from None
+        try:
+            return unpickle.loads(payload)
+        except unpickle.RefusedPickle as exc:
+            refused(Refusal.PICKLE, f"{exc}; dropped, connection closed")
+            raise
+
+
+# The serializer the daemon installs; a benchmark may swap in its own before
+# the daemon starts (bench/nomac.py), nothing else does.
+SERIALIZER = SealedSerializer
+
+
+def install(key: bytes, *, config=None, loopback_only: bool = True) -> None:
+    """Patch Thespian in this process, before the actor system starts (every actor process is forked from it)."""
+    from thespian.system.transport import TCPTransport
+    from thespian.system.transport.streamBuffer import ackDataErrPacket, ackPacket, toSendBuffer
+
+    use(SharedCounters(), config)
+    serializer = SERIALIZER(key)
+    TCPTransport.serializer = serializer
+    # The ACKs are frames too, built once at import with plain pickle.
+    TCPTransport.ackMsg = toSendBuffer(ackPacket, serializer.dumps)
+    TCPTransport.ackDataErrMsg = toSendBuffer(ackDataErrPacket, serializer.dumps)
+    _guard_ack_path(TCPTransport.TCPTransport)
+    _refuse_source_loading()
+    unpickle.loads(pickle.dumps(None))  # compute the allow-list once, here, so every fork inherits it
+    if loopback_only:
+        _bind_loopback()
+
+
+def _guard_ack_path(transport_class) -> None:
+    """A refused frame where a sender awaits its ACK is handled like a corrupted ACK, not raised.
+
+    Thespian reads that ACK outside any try (TCPTransport._check_XMIT_4_done);
+    whoever answers on a socket we opened (a process that took a dead
+    actor's port) must not be able to end the sending process."""
+    original = transport_class._check_XMIT_4_done
+    if getattr(original, "_foxden_guarded", False):
+        return
+
+    def check_ack(self, intent, rcv):
+        try:
+            return original(self, intent, rcv)
+        except pickle.UnpicklingError:
+            intent.backoffPause(True)
+            intent.stage = self._XMITStepRetry
+            return self._nextTransmitStep(intent)
+
+    check_ack._foxden_guarded = True
+    transport_class._check_XMIT_4_done = check_ack
+
+
+_SOURCE_HANDLERS = ("h_RegisterSourceAuthority", "h_NotifyOnSourceAvailability", "h_ValidateSource",
+                    "h_ValidatedSource", "h_SourceHashTransferRequest", "h_SourceHashTransferReply")
+
+
+def _refuse_source_loading() -> None:
+    """Thespian's admin loads and runs actor code sent to it (a zip); foxden never does.
+
+    Those messages are not in the allow-list either; this holds even if one
+    is sealed and allowed by mistake. (Thespian stops its admin when a
+    handler returns None, as h_RegisterSourceAuthority does: ours return True.)"""
+    from thespian.system.messages.admin import PendingActorResponse
+    from thespian.system.systemAdmin import ThespianAdmin
+
+    def refuse(self, envelope):
+        refused(Refusal.SOURCE_LOADING, f"{type(envelope.message).__name__} from {envelope.sender}; "
+                                        "foxden never loads actor sources")
+        return True
+
+    def no_source(self, source_hash, envelope):
+        if not source_hash:
+            return None  # the normal case: the actor's code is foxden's own, already importable
+        refused(Refusal.SOURCE_LOADING, f"an actor to be created from source {source_hash!r}")
+        self._sendPendingActorResponse(envelope, None, errorCode=PendingActorResponse.ERROR_Invalid_SourceHash)
+        return True
+
+    for name in _SOURCE_HANDLERS:
+        setattr(ThespianAdmin, name, refuse)
+    ThespianAdmin._get_source_for_hash = no_source
+
+
+def _bind_loopback() -> None:
+    """Bind every Thespian socket to 127.0.0.1, and hand out loopback addresses."""
+    from thespian.system.transport import IPBase
+
+    if getattr(IPBase.IPActorAddress, "_foxden_loopback", False):
+        return
+    os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+    original = IPBase.IPActorAddress.__init__
+
+    def loopback_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self.bindname and self.bindname[0] in ("", "0.0.0.0"):
+            self.bindname = ("127.0.0.1",) + tuple(self.bindname[1:])
+
+    IPBase.IPActorAddress.__init__ = loopback_init
+    IPBase.IPActorAddress._foxden_loopback = True
