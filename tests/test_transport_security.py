@@ -38,6 +38,11 @@ def dotted_gadget(canary: Path, module: str = "foxden.config", name: str = "os.s
             + text(f"touch {canary}") + b"\x85" + b"R" + b".")  # TUPLE1, REDUCE, STOP
 
 
+def global_ref(module: str, name: str) -> bytes:
+    """A protocol-4 pickle that only names module.name (STACK_GLOBAL, STOP)."""
+    return dotted_gadget(Path("unused"), module, name).split(b"\x93")[0] + b"\x93."
+
+
 def frame(payload: bytes, key: bytes | None = None) -> bytes:
     """Thespian's framing (b"<length>>" + payload), sealed when a key is given."""
     if key is not None:
@@ -243,11 +248,11 @@ def test_the_unpickler_never_imports_a_module_a_frame_names(tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(tmp_path))
     allowed = unpickle.allowed_pairs() | {("fx_not_yet_imported", "Thing")}
     with pytest.raises(unpickle.RefusedPickle, match="not imported"):
-        unpickle.loads(dotted_gadget(tmp_path / "x", "fx_not_yet_imported", "Thing"), allowed)
+        unpickle.loads(global_ref("fx_not_yet_imported", "Thing"), allowed)
     assert "fx_not_yet_imported" not in sys.modules and not canary.exists()
     # Naming foxden.__main__ used to import it, and its import ran the CLI (sys.exit).
     with pytest.raises(unpickle.RefusedPickle):
-        unpickle.loads(dotted_gadget(tmp_path / "x", "foxden.__main__", "main"))
+        unpickle.loads(global_ref("foxden.__main__", "main"))
 
 
 def test_the_unpickler_accepts_what_foxden_exchanges():
@@ -440,15 +445,15 @@ def test_an_outsider_without_the_key_runs_nothing_on_any_actor_port(make_daemon,
         frames = {"gadget": dotted_gadget(canary), **control_messages(d, listener.port)}
         ports, replies = _attack_every_port(d, {name: frame(p) for name, p in frames.items()})
         assert len(ports) >= 8, ports  # daemon, Thespian admin + logger, supervisor, dispatcher, admin, gateway, browser
+        _healthy(d, site)
+        time.sleep(1)  # an answer would have come by now (the job above took longer)
+        assert not _answered(replies, listener), "a Thespian process answered an unauthenticated frame"
+        assert not canary.exists(), "the gadget ran code in the daemon"
         served = served_ports(d, ports)
         expected = len(served) * len(frames)
         st = d.wait_until(lambda s: s["transport"]["refused_by_reason"]["mac"] >= expected, timeout=60)
         assert st["transport"]["refused_frames"] == expected, st["transport"]
         assert st["pids"] == before["pids"], "an actor process was replaced"
-        _healthy(d, site)
-        time.sleep(1)  # an answer would have come by now (the job above took longer)
-        assert not _answered(replies, listener), "a Thespian process answered an unauthenticated frame"
-        assert not canary.exists(), "the gadget ran code in the daemon"
         assert instance_ports(d) == ports, "a listener went away"
     finally:
         listener.close()
