@@ -427,6 +427,14 @@ def _answered(replies: dict, listener: ReplyListener) -> list:
     return found
 
 
+def _refused_metric(st: dict) -> dict[str, float]:
+    """foxden_transport_refused_frames_total by reason, as Prometheus would scrape it from `st`."""
+    from foxden.metrics import status_metrics
+
+    family = next(m for m in status_metrics(st) if m.name == "foxden_transport_refused_frames")
+    return {s.labels["reason"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
 def _healthy(d, site) -> dict:
     with d.client(timeout=120) as c:
         assert c.submit(site.url("/page/1")).status == "ok"
@@ -454,6 +462,7 @@ def test_an_outsider_without_the_key_runs_nothing_on_any_actor_port(make_daemon,
         st = d.wait_until(lambda s: s["transport"]["refused_by_reason"]["mac"] >= expected, timeout=60)
         assert st["transport"]["refused_frames"] == expected, st["transport"]
         assert st["pids"] == before["pids"], "an actor process was replaced"
+        assert _refused_metric(st)["mac"] == expected
         assert instance_ports(d) == ports, "a listener went away"
     finally:
         listener.close()
