@@ -26,6 +26,7 @@ THESPIAN_AND_STDLIB = frozenset({
     ("thespian.actors", "ActorAddress"),
     ("thespian.actors", "ActorExitRequest"),
     ("thespian.actors", "ChildActorExited"),
+    ("thespian.actors", "DeadEnvelope"),  # a message to an actor that is gone, reported to the admin
     ("thespian.system.transport.IPBase", "TCPv4ActorAddress"),
     ("thespian.system.messages.multiproc", "EndpointConnected"),
     ("thespian.system.messages.multiproc", "LoggerConnected"),
