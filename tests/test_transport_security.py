@@ -209,6 +209,25 @@ def test_a_frame_sealed_with_another_instances_key_is_refused():
         mine.loads(theirs.dumps("hello"))
 
 
+def test_a_forged_ack_on_a_socket_we_opened_is_retried_not_raised():
+    """Whoever answers a send (say, a process that took a dead actor's port) cannot end the sender."""
+    from types import SimpleNamespace
+
+    from thespian.system.transport import TCPTransport
+    from thespian.system.transport.streamBuffer import ReceiveBuffer
+
+    from foxden.transport import patch
+
+    patch._guard_ack_path(TCPTransport.TCPTransport)
+    serializer = SealedSerializer(mac.new_key())
+    paused = []
+    intent = SimpleNamespace(ackbuf=ReceiveBuffer(serializer.loads), backoffPause=paused.append, stage=None)
+    sender = SimpleNamespace(_XMITStepRetry="retry", _nextTransmitStep=lambda i: f"next:{i.stage}")
+    forged = frame(pickle.dumps("ACK"))  # a well-formed ACK, unsealed
+    assert TCPTransport.TCPTransport._check_XMIT_4_done(sender, intent, forged) == "next:retry"
+    assert paused == [True]
+
+
 # --- unit: the allow-list -------------------------------------------------------
 
 
@@ -240,6 +259,18 @@ def test_the_unpickler_refuses_everything_but_exact_pairs(module, name, tmp_path
     with pytest.raises(unpickle.RefusedPickle):
         unpickle.loads(dotted_gadget(tmp_path / "canary", module, name))
     assert not (tmp_path / "canary").exists()
+
+
+def test_recording_the_pairs_refuses_exactly_what_production_refuses(tmp_path, monkeypatch):
+    record = tmp_path / "pairs.tsv"
+    monkeypatch.setenv("FOXDEN_PICKLE_RECORD", str(record))
+    with pytest.raises(unpickle.RefusedPickle):
+        unpickle.loads(dotted_gadget(tmp_path / "canary"))
+    from foxden.protocols.messages import Ping
+
+    assert unpickle.loads(pickle.dumps(Ping(1))) == Ping(1)
+    assert not (tmp_path / "canary").exists()
+    assert record.read_text().splitlines() == ["foxden.config\tos.system", "foxden.protocols.messages\tPing"]
 
 
 def test_the_unpickler_never_imports_a_module_a_frame_names(tmp_path, monkeypatch):
