@@ -80,6 +80,9 @@ def transport_key(config: Config) -> bytes:
     from foxden import transport
 
     if config.daemon.key_file is None:
+        if config.daemon.multi_host:
+            log.warning("[daemon] multi_host without [daemon] key_file: this instance's key is random, so no "
+                        "other host can send to it; give every host the same key_file")
         return transport.new_key()
     try:
         return transport.read_key_file(config.daemon.key_file)

@@ -425,6 +425,16 @@ def test_a_key_file_others_could_read_is_refused_with_the_fix(tmp_path):
             mac.read_key_file(other)
 
 
+def test_key_file_is_read_relative_to_the_config_and_not_resolved(tmp_path):
+    from foxden.config import parse_config
+
+    (tmp_path / "real.key").write_text("x")
+    (tmp_path / "link.key").symlink_to(tmp_path / "real.key")
+    config = parse_config({"daemon": {"key_file": "link.key"}}, base_dir=tmp_path)
+    assert config.daemon.key_file == tmp_path / "link.key"  # so that read_key_file can refuse the link
+    assert parse_config({}, base_dir=tmp_path).daemon.key_file is None
+
+
 def test_the_daemon_refuses_to_start_with_a_key_file_others_can_read(make_daemon, tmp_path):
     key = _key_file(tmp_path, 0o644)
     d = make_daemon({"daemon": {"key_file": str(key)}}, start=False)
