@@ -77,21 +77,26 @@ def decode_frames(data: bytes) -> list:
     return out
 
 
-def send_and_read(port: int, data: bytes, wait_s: float = 3.0) -> bytes:
-    """Connect, send one frame, read whatever comes back until the peer closes or wait_s passes."""
+def read_all(sock: socket.socket, wait_s: float) -> bytes:
+    """Everything the peer sends until it closes or wait_s passes without data."""
+    sock.settimeout(wait_s)
     got = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(data)
-            s.settimeout(wait_s)
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
+        while chunk := sock.recv(65536):
+            got += chunk
     except OSError:
         pass
     return got
+
+
+def send_and_read(port: int, data: bytes, wait_s: float = 3.0) -> bytes:
+    """Connect, send one frame, read whatever comes back."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(data)
+            return read_all(s, wait_s)
+    except OSError:
+        return b""
 
 
 class ReplyListener:
@@ -115,23 +120,12 @@ class ReplyListener:
             except OSError:
                 continue
             with conn:
-                self.received += send_and_read_conn(conn)
+                self.received += read_all(conn, 2.0)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
         self.sock.close()
-
-
-def send_and_read_conn(conn: socket.socket) -> bytes:
-    conn.settimeout(2)
-    got = b""
-    try:
-        while chunk := conn.recv(65536):
-            got += chunk
-    except OSError:
-        pass
-    return got
 
 
 def instance_ports(d) -> set[int]:
