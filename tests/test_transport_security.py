@@ -222,6 +222,28 @@ def test_a_forged_ack_on_a_socket_we_opened_is_retried_not_raised():
     assert paused == [True]
 
 
+def test_a_frame_length_that_never_ends_or_is_too_large_is_refused_before_it_is_buffered():
+    from thespian.system.transport.streamBuffer import ReceiveBuffer
+
+    from foxden.transport.patch import MAX_FRAME_BYTES, bounded_receive_buffer
+
+    bounded = bounded_receive_buffer(ReceiveBuffer)
+    before = refusals.counts()["frame"]
+    with pytest.raises(FrameRefused):
+        bounded(pickle.loads).addMore(b"1" * 20)
+    buf = bounded(pickle.loads)
+    buf.addMore(b"12345")  # a header may arrive in pieces
+    with pytest.raises(FrameRefused):
+        buf.addMore(b"67890123")
+    with pytest.raises(FrameRefused):
+        bounded(pickle.loads).addMore(f"{MAX_FRAME_BYTES + 1}>".encode() + b"x" * 10)
+    assert refusals.counts()["frame"] == before + 3
+    ok = bounded(pickle.loads)
+    data = pickle.dumps("hello")
+    ok.addMore(f"{len(data)}>".encode() + data)
+    assert ok.completed() == ("hello", b"")
+
+
 # --- unit: the allow-list -------------------------------------------------------
 
 
@@ -486,7 +508,8 @@ def test_an_outsider_without_the_key_runs_nothing_on_any_actor_port(make_daemon,
     try:
         before = d.status()
         frames = {"gadget": dotted_gadget(canary), **control_messages(d, listener.port)}
-        ports, replies = _attack_every_port(d, {name: frame(p) for name, p in frames.items()})
+        malformed = {"endless header": b"9" * 64, "huge length": b"99999999999>" + b"x" * 64}
+        ports, replies = _attack_every_port(d, {**{name: frame(p) for name, p in frames.items()}, **malformed})
         assert len(ports) >= 8, ports  # daemon, Thespian admin + logger, supervisor, dispatcher, admin, gateway, browser
         _healthy(d, site)
         time.sleep(1)  # an answer would have come by now (the job above took longer)
@@ -494,8 +517,10 @@ def test_an_outsider_without_the_key_runs_nothing_on_any_actor_port(make_daemon,
         assert not canary.exists(), "the gadget ran code in the daemon"
         served = served_ports(d, ports)
         expected = len(served) * len(frames)
-        st = d.wait_until(lambda s: s["transport"]["refused_by_reason"]["mac"] >= expected, timeout=60)
-        assert st["transport"]["refused_frames"] == expected, st["transport"]
+        st = d.wait_until(lambda s: s["transport"]["refused_by_reason"]["mac"] >= expected
+                          and s["transport"]["refused_by_reason"]["frame"] >= len(served) * len(malformed), timeout=60)
+        assert st["transport"]["refused_by_reason"]["frame"] == len(served) * len(malformed), st["transport"]
+        assert st["transport"]["refused_frames"] == expected + len(served) * len(malformed), st["transport"]
         assert st["pids"] == before["pids"], "an actor process was replaced"
         assert _refused_metric(st)["mac"] == expected
         assert instance_ports(d) == ports, "a listener went away"

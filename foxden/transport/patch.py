@@ -7,7 +7,8 @@ import pickle
 from foxden.transport import mac, unpickle
 from foxden.transport.refusals import Refusal, SharedCounters, refused, use
 
-__all__ = ["FrameRefused", "SealedSerializer", "install"]
+__all__ = ["MAX_FRAME_BYTES", "MAX_HEADER_BYTES", "FrameRefused", "SealedSerializer", "bounded_receive_buffer",
+           "install"]
 
 
 class FrameRefused(pickle.UnpicklingError):
@@ -41,6 +42,32 @@ class SealedSerializer:
             raise
 
 
+# Thespian reads a frame's length digits until ">" and then buffers as many
+# bytes as they say, with no bound on either; these bound both before any
+# byte is kept. The largest real frame is a job's answer (results are capped
+# below 48 MiB).
+MAX_HEADER_BYTES = 12
+MAX_FRAME_BYTES = 128 << 20
+
+
+def bounded_receive_buffer(base):
+    """Thespian's ReceiveBuffer, refusing a length header that is too long or a length that is too large."""
+
+    class BoundedReceiveBuffer(base):
+        def addMore(self, buf):
+            if self._size is None:
+                head = self._buf + buf
+                if b">" not in head[:MAX_HEADER_BYTES + 1] and len(head) > MAX_HEADER_BYTES:
+                    refused(Refusal.FRAME, f"no frame length in the first {MAX_HEADER_BYTES} bytes; connection closed")
+                    raise FrameRefused("no frame length header")
+            super().addMore(buf)
+            if self._size is not None and self._size > MAX_FRAME_BYTES:
+                refused(Refusal.FRAME, f"a {self._size}-byte frame (at most {MAX_FRAME_BYTES}); connection closed")
+                raise FrameRefused("frame too large")
+
+    return BoundedReceiveBuffer
+
+
 # The serializer the daemon installs; a benchmark may swap in its own before
 # the daemon starts (bench/nomac.py), nothing else does.
 SERIALIZER = SealedSerializer
@@ -57,6 +84,9 @@ def install(key: bytes, *, config=None, loopback_only: bool = True) -> None:
     # The ACKs are frames too, built once at import with plain pickle.
     TCPTransport.ackMsg = toSendBuffer(ackPacket, serializer.dumps)
     TCPTransport.ackDataErrMsg = toSendBuffer(ackDataErrPacket, serializer.dumps)
+    if not getattr(TCPTransport.ReceiveBuffer, "_foxden_bounded", False):
+        TCPTransport.ReceiveBuffer = bounded_receive_buffer(TCPTransport.ReceiveBuffer)
+        TCPTransport.ReceiveBuffer._foxden_bounded = True
     _guard_ack_path(TCPTransport.TCPTransport)
     _refuse_source_loading()
     unpickle.loads(pickle.dumps(None))  # compute the allow-list once, here, so every fork inherits it
@@ -77,7 +107,7 @@ def _guard_ack_path(transport_class) -> None:
     def check_ack(self, intent, rcv):
         try:
             return original(self, intent, rcv)
-        except pickle.UnpicklingError:
+        except (pickle.UnpicklingError, ValueError):  # ValueError: Thespian's own, for a bad length
             intent.backoffPause(True)
             intent.stage = self._XMITStepRetry
             return self._nextTransmitStep(intent)

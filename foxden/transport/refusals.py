@@ -18,6 +18,7 @@ class Refusal(enum.Enum):
     """Why something that reached an actor port was dropped."""
 
     MAC = "mac"  # the frame's tag is wrong: not sealed with this instance's key
+    FRAME = "frame"  # a length header that is not one, or a frame larger than MAX_FRAME_BYTES
     PICKLE = "pickle"  # sealed, but names a class outside the allow-list (a bug, or a key holder's attack)
     SOURCE_LOADING = "source_loading"  # sealed Thespian source-loading request: foxden never loads sources
     SECOND_INIT = "second_init"  # an actor's init message after the first
@@ -95,7 +96,8 @@ def counts() -> dict[str, int]:
 def status() -> dict:
     """The `transport` part of `foxden status`: frames refused at the actor ports, and why."""
     by_reason = counts()
-    return {"refused_frames": by_reason[Refusal.MAC.value] + by_reason[Refusal.PICKLE.value],
+    frames = (Refusal.MAC, Refusal.FRAME, Refusal.PICKLE)
+    return {"refused_frames": sum(by_reason[r.value] for r in frames),
             "refused_by_reason": by_reason}
 
 
