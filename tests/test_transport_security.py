@@ -68,7 +68,7 @@ def decode_frames(data: bytes) -> list:
         except ValueError:
             break
         payload, data = rest[:n], rest[n:]
-        for candidate in (payload[mac.TAG_BYTES:], payload):
+        for candidate in (payload[mac.OVERHEAD:], payload):
             try:
                 out.append(unpickle.loads(candidate))
                 break
@@ -171,7 +171,7 @@ def control_messages(d, reply_port: int) -> dict[str, bytes]:
 def test_a_sealed_frame_opens_with_its_own_key_only():
     key, other = mac.new_key(), mac.new_key()
     sealed = mac.seal(key, b"payload")
-    assert len(sealed) == mac.TAG_BYTES + len(b"payload")
+    assert len(sealed) == mac.OVERHEAD + len(b"payload")
     assert mac.unseal(key, sealed) == b"payload"
     with pytest.raises(mac.BadTag):
         mac.unseal(other, sealed)
@@ -227,7 +227,7 @@ def test_a_frame_length_that_never_ends_or_is_too_large_is_refused_before_it_is_
 
     from foxden.transport.patch import MAX_FRAME_BYTES, bounded_receive_buffer
 
-    bounded = bounded_receive_buffer(ReceiveBuffer)
+    bounded = bounded_receive_buffer(ReceiveBuffer)  # the length checks alone
     before = refusals.counts()["frame"]
     with pytest.raises(FrameRefused):
         bounded(pickle.loads).addMore(b"1" * 20)
@@ -242,6 +242,29 @@ def test_a_frame_length_that_never_ends_or_is_too_large_is_refused_before_it_is_
     data = pickle.dumps("hello")
     ok.addMore(f"{len(data)}>".encode() + data)
     assert ok.completed() == ("hello", b"")
+
+
+def test_a_strangers_frame_is_refused_after_its_first_bytes_not_its_announced_body():
+    from thespian.system.transport.streamBuffer import ReceiveBuffer
+
+    from foxden.transport.patch import bounded_receive_buffer
+
+    serializer = SealedSerializer(mac.new_key())
+    bounded = bounded_receive_buffer(ReceiveBuffer, serializer.length_ok)
+    before = refusals.counts()["mac"]
+    buf = bounded(serializer.loads)
+    buf.addMore(b"100000000>" + b"\0" * 8)  # a length tag needs 16 bytes: not judged yet
+    with pytest.raises(FrameRefused):
+        buf.addMore(b"\0" * 8)
+    with pytest.raises(FrameRefused):  # a sealed frame's tag does not fit another length
+        sealed = mac.seal(serializer.key, b"x" * 10)
+        bounded(serializer.loads).addMore(f"{len(sealed) + 1}>".encode() + sealed + b"y")
+    assert refusals.counts()["mac"] == before + 2
+    ok = bounded(serializer.loads)
+    data = serializer.dumps(("sender", "message"))
+    ok.addMore(f"{len(data)}>".encode() + data[:10])  # in pieces, as it may arrive
+    ok.addMore(data[10:])
+    assert ok.completed() == (("sender", "message"), b"")
 
 
 # --- unit: the allow-list -------------------------------------------------------
@@ -508,15 +531,18 @@ def test_an_outsider_without_the_key_runs_nothing_on_any_actor_port(make_daemon,
     try:
         before = d.status()
         frames = {"gadget": dotted_gadget(canary), **control_messages(d, listener.port)}
+        framed = {name: frame(p) for name, p in frames.items()}
+        # Refused after its first bytes, not after the 100 MB it announces.
+        framed["announces 100 MB"] = b"100000000>" + bytes(64)
         malformed = {"endless header": b"9" * 64, "huge length": b"99999999999>" + b"x" * 64}
-        ports, replies = _attack_every_port(d, {**{name: frame(p) for name, p in frames.items()}, **malformed})
+        ports, replies = _attack_every_port(d, {**framed, **malformed})
         assert len(ports) >= 8, ports  # daemon, Thespian admin + logger, supervisor, dispatcher, admin, gateway, browser
         _healthy(d, site)
         time.sleep(1)  # an answer would have come by now (the job above took longer)
         assert not _answered(replies, listener), "a Thespian process answered an unauthenticated frame"
         assert not canary.exists(), "the gadget ran code in the daemon"
         served = served_ports(d, ports)
-        expected = len(served) * len(frames)
+        expected = len(served) * len(framed)
         st = d.wait_until(lambda s: s["transport"]["refused_by_reason"]["mac"] >= expected
                           and s["transport"]["refused_by_reason"]["frame"] >= len(served) * len(malformed), timeout=60)
         assert st["transport"]["refused_by_reason"]["frame"] == len(served) * len(malformed), st["transport"]

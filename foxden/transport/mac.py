@@ -7,10 +7,16 @@ import os
 import secrets
 import stat
 
-__all__ = ["KEY_BYTES", "TAG_BYTES", "BadTag", "KeyFileError", "new_key", "read_key_file", "seal", "unseal"]
+__all__ = ["KEY_BYTES", "LENGTH_TAG_BYTES", "OVERHEAD", "TAG_BYTES", "BadTag", "KeyFileError", "length_ok",
+           "new_key", "read_key_file", "seal", "unseal"]
 
 KEY_BYTES = 32  # a fresh key's size, and the least a key file must hold
-TAG_BYTES = hashlib.sha256().digest_size
+TAG_BYTES = hashlib.sha256().digest_size  # HMAC-SHA256(key, payload)
+# A frame opens with a tag of its own length, so a receiver can refuse a
+# stranger's frame after these few bytes instead of buffering the body it
+# announces (Thespian frames are b"<length>>" + the sealed payload).
+LENGTH_TAG_BYTES = 16
+OVERHEAD = LENGTH_TAG_BYTES + TAG_BYTES
 
 
 class BadTag(ValueError):
@@ -26,18 +32,31 @@ def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
+def _length_tag(key: bytes, size: int) -> bytes:
+    return hmac.digest(key, b"foxden frame length %d" % size, "sha256")[:LENGTH_TAG_BYTES]
+
+
 def seal(key: bytes, payload: bytes) -> bytes:
-    """tag + payload, the tag being HMAC-SHA256(key, payload)."""
-    return hmac.digest(key, payload, "sha256") + payload
+    """length tag + tag + payload: HMAC-SHA256 of the frame's length (truncated) and of the payload."""
+    return _length_tag(key, OVERHEAD + len(payload)) + hmac.digest(key, payload, "sha256") + payload
+
+
+def length_ok(key: bytes, size: int, head: bytes) -> bool:
+    """Whether a frame announced as `size` bytes and starting with `head` was sealed with `key`.
+
+    `head` needs only LENGTH_TAG_BYTES (or all of a shorter frame, which is
+    refused: no sealed frame is that short)."""
+    return size >= OVERHEAD and len(head) >= LENGTH_TAG_BYTES and hmac.compare_digest(
+        head[:LENGTH_TAG_BYTES], _length_tag(key, size))
 
 
 def unseal(key: bytes, frame: bytes) -> bytes:
-    """The payload of a sealed frame; BadTag unless its tag is right (compared in constant time)."""
+    """The payload of a sealed frame; BadTag unless both tags are right (compared in constant time)."""
     frame = bytes(frame)
-    if len(frame) < TAG_BYTES:
-        raise BadTag(f"frame of {len(frame)} bytes is shorter than a tag")
-    payload = frame[TAG_BYTES:]
-    if not hmac.compare_digest(frame[:TAG_BYTES], hmac.digest(key, payload, "sha256")):
+    if not length_ok(key, len(frame), frame):
+        raise BadTag(f"{len(frame)}-byte frame: length tag does not match this instance's key")
+    payload = frame[OVERHEAD:]
+    if not hmac.compare_digest(frame[LENGTH_TAG_BYTES:OVERHEAD], hmac.digest(key, payload, "sha256")):
         raise BadTag("frame tag does not match this instance's key")
     return payload
 

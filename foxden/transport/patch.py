@@ -29,6 +29,9 @@ class SealedSerializer:
     def dumps(self, obj) -> bytes:
         return mac.seal(self.key, pickle.dumps(obj, pickle.DEFAULT_PROTOCOL))
 
+    def length_ok(self, size: int, head: bytes) -> bool:
+        return mac.length_ok(self.key, size, head)
+
     def loads(self, frame: bytes):
         try:
             payload = mac.unseal(self.key, frame)
@@ -50,22 +53,39 @@ MAX_HEADER_BYTES = 12
 MAX_FRAME_BYTES = 128 << 20
 
 
-def bounded_receive_buffer(base):
-    """Thespian's ReceiveBuffer, refusing a length header that is too long or a length that is too large."""
+def bounded_receive_buffer(base, length_ok=None):
+    """Thespian's ReceiveBuffer, refusing a frame as soon as its header shows it is not one of ours.
+
+    A length header over MAX_HEADER_BYTES or a length over MAX_FRAME_BYTES is
+    refused (FRAME); with `length_ok(size, head)`, so is a frame whose first
+    bytes are not its sealed length tag (MAC): a stranger's connection costs
+    a few dozen bytes, never the body it announces."""
 
     class BoundedReceiveBuffer(base):
+        _length_checked = False
+
         def addMore(self, buf):
             if self._size is None:
                 head = self._buf + buf
                 if b">" not in head[:MAX_HEADER_BYTES + 1] and len(head) > MAX_HEADER_BYTES:
-                    refused(Refusal.FRAME, f"no frame length in the first {MAX_HEADER_BYTES} bytes; connection closed")
-                    raise FrameRefused("no frame length header")
+                    _refuse(Refusal.FRAME, f"no frame length in the first {MAX_HEADER_BYTES} bytes")
             super().addMore(buf)
-            if self._size is not None and self._size > MAX_FRAME_BYTES:
-                refused(Refusal.FRAME, f"a {self._size}-byte frame (at most {MAX_FRAME_BYTES}); connection closed")
-                raise FrameRefused("frame too large")
+            if self._size is None:
+                return
+            if self._size > MAX_FRAME_BYTES:
+                _refuse(Refusal.FRAME, f"a {self._size}-byte frame (at most {MAX_FRAME_BYTES})")
+            if length_ok and not self._length_checked and len(self._buf) >= min(self._size, mac.LENGTH_TAG_BYTES):
+                self._length_checked = True
+                if not length_ok(self._size, self._buf):
+                    _refuse(Refusal.MAC, f"a {self._size}-byte frame: its length tag does not match this "
+                                         "instance's key")
 
     return BoundedReceiveBuffer
+
+
+def _refuse(reason: Refusal, detail: str):
+    refused(reason, f"{detail}; dropped, connection closed")
+    raise FrameRefused(detail)
 
 
 # The serializer the daemon installs; a benchmark may swap in its own before
@@ -85,7 +105,8 @@ def install(key: bytes, *, config=None, loopback_only: bool = True) -> None:
     TCPTransport.ackMsg = toSendBuffer(ackPacket, serializer.dumps)
     TCPTransport.ackDataErrMsg = toSendBuffer(ackDataErrPacket, serializer.dumps)
     if not getattr(TCPTransport.ReceiveBuffer, "_foxden_bounded", False):
-        TCPTransport.ReceiveBuffer = bounded_receive_buffer(TCPTransport.ReceiveBuffer)
+        TCPTransport.ReceiveBuffer = bounded_receive_buffer(TCPTransport.ReceiveBuffer,
+                                                            getattr(serializer, "length_ok", None))
         TCPTransport.ReceiveBuffer._foxden_bounded = True
     _guard_ack_path(TCPTransport.TCPTransport)
     _refuse_source_loading()
