@@ -1,6 +1,7 @@
 """Sealing Thespian frames: an HMAC-SHA256 tag in front of every payload, checked before it is read."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -32,6 +33,7 @@ def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
+@functools.lru_cache(maxsize=4096)  # most frames are one of a few sizes (an ACK, a heartbeat)
 def _length_tag(key: bytes, size: int) -> bytes:
     return hmac.digest(key, b"foxden frame length %d" % size, "sha256")[:LENGTH_TAG_BYTES]
 
