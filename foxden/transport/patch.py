@@ -36,8 +36,7 @@ class SealedSerializer:
         try:
             payload = mac.unseal(self.key, frame)
         except mac.BadTag as exc:
-            refused(Refusal.MAC, f"a {len(frame)}-byte frame: {exc}; dropped, connection closed")
-            raise FrameRefused(str(exc)) from None
+            _refuse(Refusal.MAC, f"a {len(frame)}-byte frame: {exc}")
         try:
             return unpickle.loads(payload)
         except unpickle.RefusedPickle as exc:
@@ -104,10 +103,9 @@ def install(key: bytes, *, config=None, loopback_only: bool = True) -> None:
     # The ACKs are frames too, built once at import with plain pickle.
     TCPTransport.ackMsg = toSendBuffer(ackPacket, serializer.dumps)
     TCPTransport.ackDataErrMsg = toSendBuffer(ackDataErrPacket, serializer.dumps)
-    if not getattr(TCPTransport.ReceiveBuffer, "_foxden_bounded", False):
-        TCPTransport.ReceiveBuffer = bounded_receive_buffer(TCPTransport.ReceiveBuffer,
-                                                            getattr(serializer, "length_ok", None))
-        TCPTransport.ReceiveBuffer._foxden_bounded = True
+    base = getattr(TCPTransport.ReceiveBuffer, "_foxden_base", TCPTransport.ReceiveBuffer)
+    TCPTransport.ReceiveBuffer = bounded_receive_buffer(base, getattr(serializer, "length_ok", None))
+    TCPTransport.ReceiveBuffer._foxden_base = base
     _guard_ack_path(TCPTransport.TCPTransport)
     _refuse_source_loading()
     unpickle.loads(pickle.dumps(None))  # compute the allow-list once, here, so every fork inherits it
