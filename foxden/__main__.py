@@ -1,6 +1,8 @@
-"""`python -m foxden` is the `foxden` command."""
-import sys
+"""`python -m foxden` is the `foxden` command (importing this module does nothing)."""
 
-from foxden.cli import main
+if __name__ == "__main__":
+    import sys
 
-sys.exit(main())
+    from foxden.cli import main
+
+    sys.exit(main())

@@ -44,6 +44,7 @@ class DaemonConfig:
     log_level: str
     log_format: str
     nice: int  # the control plane's nice value, where the daemon may set it (see procs.raise_priority)
+    key_file: Path | None = None  # the actor transport's key; None = a random one per start (foxden.transport)
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,15 @@ def _daemon(s: _Section) -> DaemonConfig:
         log_level=s.choice("log_level", "info", ("debug", "info", "warning", "error")),
         log_format=s.choice("log_format", "text", ("text", "json")),
         nice=s.integer("nice", -10, -20, 19),
+        key_file=_key_file(s),
     )
+
+
+def _key_file(s: _Section) -> Path | None:
+    # Absolute but not symlink-resolved: the daemon opens it O_NOFOLLOW and
+    # checks its owner and mode (foxden.transport.mac.read_key_file).
+    raw = s.string("key_file", "")
+    return Path(os.path.normpath(s.base_dir / Path(raw).expanduser())) if raw else None
 
 
 def _pool(s: _Section) -> PoolConfig:

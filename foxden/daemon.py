@@ -75,6 +75,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def transport_key(config: Config) -> bytes:
+    """The actor transport's key: [daemon] key_file's, or a new random one (never written anywhere)."""
+    from foxden import transport
+
+    if config.daemon.key_file is None:
+        if config.daemon.multi_host:
+            log.warning("[daemon] multi_host without [daemon] key_file: this instance's key is random, so no "
+                        "other host can send to it; give every host the same key_file")
+        return transport.new_key()
+    try:
+        return transport.read_key_file(config.daemon.key_file)
+    except transport.KeyFileError as exc:
+        raise StartupError(str(exc), EXIT_CONFIG) from None
+
+
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -142,9 +157,12 @@ class Daemon:
         os.environ.setdefault("THESPLOG_FILE", os.path.join(self.state_dir, "thespian.log"))
         from thespian.actors import ActorSystem
 
-        from foxden import safepickle
+        from foxden import transport
 
-        safepickle.install(loopback_only=not self.config.daemon.multi_host)
+        # Every frame between our processes is sealed with this key, which
+        # every process forked from here inherits in memory.
+        transport.install(transport_key(self.config), config=self.config,
+                          loopback_only=not self.config.daemon.multi_host)
         # Every actor process is forked from here (through Thespian's admin).
         # Frozen, the objects we have now are never visited by an actor's
         # garbage collector: their pages stay shared, and an actor's first

@@ -38,6 +38,8 @@ def write_config(path: str | os.PathLike, sections: dict[str, dict]) -> Path:
 class DaemonProcess:
     """`foxden run -c CONFIG` as a child process, with readiness and cleanup checks."""
 
+    module = "foxden"  # run as `python -m <module> run -c CONFIG` (a benchmark's variant: bench/nomac.py)
+
     def __init__(self, config_path: str | os.PathLike, *, log_path: str | os.PathLike | None = None):
         from foxden.config import load_config
 
@@ -54,7 +56,7 @@ class DaemonProcess:
     def start(self, timeout: float = 90.0, *, wait_pool: bool = True) -> "DaemonProcess":
         """Start and wait until the socket answers and (if wait_pool) every browser is idle."""
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "foxden", "run", "-c", self.config_path],
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, "run", "-c", self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
                                      # A chaos run, a benchmark or a test killed outright
                                      # (SIGKILL, a CI timeout) runs no cleanup: its daemon

@@ -74,6 +74,10 @@ def status_metrics(st: dict) -> Iterator[Metric]:
                       st["watchdog"]["kills_by_reason"])
     yield _gauge("foxden_lingering_processes", "Processes of dead browsers still alive after SIGKILL (killed again each tick)",
                  len(st["watchdog"].get("lingering", [])))
+    if "transport" in st:
+        yield _counter_by("foxden_transport_refused_frames",
+                          "Frames and messages refused at the actor ports, by reason", "reason",
+                          st["transport"]["refused_by_reason"])
     yield CounterMetricFamily("foxden_restarts", "Browser restarts by the supervisor", value=st["restarts"])
     yield _counter_by("foxden_browser_exits", "Browser actors that exited, by reason", "reason", st["exits"])
 

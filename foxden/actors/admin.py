@@ -13,6 +13,7 @@ from foxden import procs
 from foxden.actors.base import FoxdenActor
 from foxden.memwatch import MemWatch
 from foxden.protocols.exits import EXIT_NOTICE_GRACE_S, ExitReason
+from foxden.transport import refusals as transport_refusals
 from foxden.protocols.messages import Initialized, InitAdmin, StateQuery, StatusQuery, StatusReport
 
 log = logging.getLogger("foxden.admin")
@@ -247,4 +248,6 @@ class AdminActor(FoxdenActor):
             "restarts": sup["restarts"],
             # unsettled: browsers with a job message in transit, not judged by this sample
             "invariants": {"ok": not violations, "violations": violations, "checks": 3, "unsettled": unsettled},
+            # frames dropped at any actor port of this instance (wrong key, refused class, ...)
+            "transport": transport_refusals.status(),
         }

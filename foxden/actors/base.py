@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 
@@ -50,6 +51,10 @@ class OnFailure(enum.Enum):
     CRASH = "crash"    # log, then self.crash(detail): end the actor; its parent's cleanup path answers for it
 
 
+# The message that sets an actor up; each actor accepts its own once.
+INIT_MESSAGES = ("InitSupervisor", "InitDispatcher", "InitAdmin", "InitGateway", "StartBrowser")
+
+
 class FoxdenActor(ActorTypeDispatcher):
     """receiveMsg_<Type> dispatch; a handler that raises is logged once and handled by `on_failure`.
 
@@ -62,6 +67,14 @@ class FoxdenActor(ActorTypeDispatcher):
     role = "actor"
     on_failure = OnFailure.DROP
     _logging_ready = False
+    _init_from = None  # who sent the init message this actor accepted
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in INIT_MESSAGES:
+            handler = cls.__dict__.get("receiveMsg_" + name)
+            if handler is not None:
+                setattr(cls, "receiveMsg_" + name, _init_once(handler))
 
     def receiveMessage(self, msg, sender):
         if not self._logging_ready:
@@ -102,3 +115,23 @@ class FoxdenActor(ActorTypeDispatcher):
         if isinstance(msg, ActorSystemMessage):
             return  # wakeups, exit requests etc. that this actor has no use for
         log.warning("%s: ignoring unknown message %s from %s", self.role, type(msg).__name__, sender)
+
+
+def _init_once(handler):
+    """An init handler that runs for the first init message only; a second is refused and logged.
+
+    A second InitSupervisor could swap the config (the browser executable)
+    of a running pool."""
+    @functools.wraps(handler)
+    def receive_init(self, msg, sender):
+        if self._init_from is not None:
+            from foxden.transport import Refusal
+            from foxden.transport.refusals import refused
+
+            refused(Refusal.SECOND_INIT, f"{self.role}: a second {type(msg).__name__} from {sender} "
+                                         f"(the first came from {self._init_from})")
+            return None
+        self._init_from = str(sender)
+        return handler(self, msg, sender)
+
+    return receive_init
