@@ -50,11 +50,13 @@ def cmd_run(args) -> int:
 
 
 def _daemon_pid(config) -> int | None:
+    from foxden import fsafety
+
     path = os.path.join(str(config.daemon.state_dir), "foxden.pid")
     try:
-        with open(path) as f:
+        with open(fsafety.open_nofollow(path, os.O_RDONLY)) as f:
             pid = int(f.read().strip() or 0)
-    except (OSError, ValueError):
+    except (OSError, ValueError, fsafety.UnsafePath):
         return None
     import psutil
 
@@ -69,10 +71,24 @@ def _daemon_pid(config) -> int | None:
     return None  # a stale pid file, or a pid that now belongs to someone else
 
 
+def _check_state_dir(config) -> None:
+    """Exit 2 if the state dir is one another user could change (a pid file there proves nothing)."""
+    from foxden import fsafety
+
+    if not os.path.lexists(config.daemon.state_dir):
+        return
+    try:
+        fsafety.check_private_dir(config.daemon.state_dir)
+    except fsafety.UnsafePath as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
 def cmd_stop(args) -> int:
     config = _config(args)
     from foxden import procs
 
+    _check_state_dir(config)
     pid = _daemon_pid(config)
     tag = procs.state_tag(config.daemon.state_dir) + ":"
     if pid is None:

@@ -44,6 +44,10 @@ class DaemonConfig:
     log_level: str
     log_format: str
     nice: int  # the control plane's nice value, where the daemon may set it (see procs.raise_priority)
+    max_connections: int = 1024  # client connections at once; unauthenticated ones are shed first
+    header_timeout_s: float = 10.0  # a frame (and, before it, the hello) must be complete within this
+    idle_timeout_s: float = 300.0  # an authenticated connection with nothing in flight is closed after this
+    max_inflight_per_connection: int = 256  # unanswered requests one connection may have
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class JobsConfig:
     retries: int
     queue_timeout_s: float
     allow_private: bool
+    max_timeout_s: float = 300.0  # a job asking for a longer timeout_s is rejected (bad_input)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,14 @@ class RecycleConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    """[sessions]: how many named browser contexts may live, and for how long unused."""
+
+    max: int = 256
+    idle_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from, if any."""
 
@@ -129,6 +142,7 @@ class Config:
     restart: RestartConfig
     metrics: MetricsConfig
     recycle: RecycleConfig
+    sessions: SessionsConfig = SessionsConfig()
     source: Path | None = None
 
     def replace(self, **sections: Any) -> Config:
@@ -149,6 +163,7 @@ _SECTIONS: dict[str, type] = {
     "restart": RestartConfig,
     "metrics": MetricsConfig,
     "recycle": RecycleConfig,
+    "sessions": SessionsConfig,
 }
 
 _PORT = (0, 65535)
@@ -200,6 +215,8 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         restart=_restart(s["restart"]),
         metrics=MetricsConfig(port=s["metrics"].integer("port", 0, *_PORT)),
         recycle=_recycle(s["recycle"]),
+        sessions=SessionsConfig(max=s["sessions"].integer("max", 256, 1),
+                                idle_s=s["sessions"].number("idle_s", 300.0, gt=0)),
         source=source,
     )
 
@@ -224,6 +241,10 @@ def _daemon(s: _Section) -> DaemonConfig:
         log_level=s.choice("log_level", "info", ("debug", "info", "warning", "error")),
         log_format=s.choice("log_format", "text", ("text", "json")),
         nice=s.integer("nice", -10, -20, 19),
+        max_connections=s.integer("max_connections", 1024, 1),
+        header_timeout_s=s.number("header_timeout_s", 10.0, gt=0),
+        idle_timeout_s=s.number("idle_timeout_s", 300.0, gt=0),
+        max_inflight_per_connection=s.integer("max_inflight_per_connection", 256, 1),
     )
 
 
@@ -265,13 +286,18 @@ def _recycle(s: _Section) -> RecycleConfig:
 
 
 def _jobs(s: _Section) -> JobsConfig:
+    longest = s.number("max_timeout_s", 300.0, gt=0)
+    timeout = s.number("timeout_s", 30.0, gt=0)
+    if timeout > longest:
+        s.fail("timeout_s", f"must be <= max_timeout_s ({longest:g}), got {_show(timeout)}")
     return JobsConfig(
-        timeout_s=s.number("timeout_s", 30.0, gt=0),
+        timeout_s=timeout,
         jitter_s=s.number("jitter_s", 2.0, ge=0),
         max_queue=s.integer("max_queue", 1000, 1),
         retries=s.integer("retries", 1, 0, 10),
         queue_timeout_s=s.number("queue_timeout_s", 300.0, gt=0),
         allow_private=s.boolean("allow_private", True),
+        max_timeout_s=longest,
     )
 
 

@@ -13,7 +13,7 @@ import uuid
 
 import psutil
 
-from foxden import procs
+from foxden import fsafety, procs
 from foxden.config import Config
 from foxden.logs import log_defs, setup_logging
 from foxden.protocols.messages import (
@@ -126,9 +126,13 @@ class Daemon:
         if nice != self.config.daemon.nice:
             log.info("control plane at nice %d: nice %d needs root, CAP_SYS_NICE or systemd's Nice=", nice,
                      self.config.daemon.nice)
-        os.makedirs(self.state_dir, exist_ok=True)
+        self._check_paths()
         self._lock_pid_file()
         self._reap_earlier_instances()
+        try:
+            fsafety.ensure_private_subdir(self.state_dir, procs.BROWSERS)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
         port = self.config.daemon.admin_port or free_port()
         _check_port_free(port)
         procs.become_subreaper()
@@ -218,8 +222,20 @@ class Daemon:
             log.warning("reaped %d processes of an earlier instance%s", len(found) - len(survivors),
                         f"; {len(survivors)} survived SIGKILL" if survivors else "")
 
+    def _check_paths(self) -> None:
+        """The state dir (made 0700) and the socket's dir must be ours alone: exit 2 naming the path if not."""
+        try:
+            fsafety.ensure_state_dir(self.state_dir)
+            fsafety.check_socket_path(self.config.daemon.socket)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+
     def _lock_pid_file(self) -> None:
-        fd = os.open(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # O_NOFOLLOW: a symlink planted here must not get its target truncated.
+            fd = fsafety.open_nofollow(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
