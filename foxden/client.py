@@ -127,6 +127,10 @@ class Client:
         """Round trip to the gateway; raises if the daemon is unreachable or refuses us."""
         self._request(wire.Ping(next(self._rids)))
 
+    def end_session(self, session: str) -> bool:
+        """End a session after its submitted jobs, closing its browser context; False if the daemon held none."""
+        return self._request(wire.EndSession(next(self._rids), session)).existed
+
     # --- plumbing ------------------------------------------------------------
 
     def _request(self, msg):
@@ -140,7 +144,23 @@ class Client:
         try:
             self._sock.sendall(wire.encode(msg))
         except OSError as exc:
+            parting = self._parting_error()
+            if parting is not None:  # the daemon said why it closed the connection (e.g. idle_timeout)
+                raise ServerError(parting.code, parting.message) from None
             raise ClientError(f"connection to {self._where} broke: {exc}") from None
+
+    def _parting_error(self) -> wire.ErrorReply | None:
+        """The error about no request in particular the daemon sent before it hung up, if any."""
+        self._sock.settimeout(0)
+        try:
+            while True:
+                data = self._sock.recv(1 << 20)
+                if not data:
+                    break
+                self._pending.extend(self._decoder.feed(data))
+        except (OSError, wire.ProtocolError):
+            pass
+        return next((m for m in self._pending if isinstance(m, wire.ErrorReply) and m.rid is None), None)
 
     def _next_reply(self, rids: set[int]):
         """The next reply for one of `rids`; others are kept for later."""

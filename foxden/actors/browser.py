@@ -124,7 +124,10 @@ class BrowserActor(FoxdenActor):
             return  # we are exiting; the supervisor answers for the job on our exit
         with logs.context(job=msg.job.id, session=msg.job.session):
             try:
-                outcome = self._driver.run(msg.job, msg.budget_s)
+                if msg.job.end_session:
+                    outcome = Outcome("ok", result={"closed": self._driver.end_session(msg.job.session)})
+                else:
+                    outcome = self._driver.run(msg.job, msg.budget_s)
             except BrowserDied as exc:
                 self._die("crash", str(exc))
                 return

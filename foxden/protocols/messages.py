@@ -25,6 +25,7 @@ class JobSpec:
     session: str | None = None
     new_session: bool = False
     screenshot: bool = False
+    end_session: bool = False  # not a page: close `session`'s context (see Driver.end_session)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,24 @@ class JobAnswer:
 
     tag: Any
     answer: Any
+
+
+@dataclass(frozen=True)
+class EndSessionRequest:
+    """Gateway -> dispatcher: end `session` after its queued jobs. One SessionEndAnswer follows."""
+
+    session: str
+    tag: Any
+
+
+@dataclass(frozen=True)
+class SessionEndAnswer:
+    """Dispatcher -> gateway: how an EndSessionRequest ended; `error` (code, message) when it could not run."""
+
+    tag: Any
+    session: str
+    existed: bool
+    error: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
