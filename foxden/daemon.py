@@ -108,6 +108,15 @@ class Daemon:
     def start(self) -> None:
         from foxden import engines
 
+        # The state dir first: nothing is read, written or killed on behalf
+        # of a state dir another user could change.
+        self._check_paths()
+        self._lock_pid_file()
+        self._reap_earlier_instances()
+        try:
+            fsafety.ensure_private_subdir(self.state_dir, procs.BROWSERS)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
         try:
             choice = engines.resolve_engine(self.config.pool.engine, self.config.pool.executable_path)
         except engines.EngineUnavailable as exc:
@@ -126,13 +135,6 @@ class Daemon:
         if nice != self.config.daemon.nice:
             log.info("control plane at nice %d: nice %d needs root, CAP_SYS_NICE or systemd's Nice=", nice,
                      self.config.daemon.nice)
-        self._check_paths()
-        self._lock_pid_file()
-        self._reap_earlier_instances()
-        try:
-            fsafety.ensure_private_subdir(self.state_dir, procs.BROWSERS)
-        except fsafety.UnsafePath as exc:
-            raise StartupError(str(exc), EXIT_CONFIG) from None
         port = self.config.daemon.admin_port or free_port()
         _check_port_free(port)
         procs.become_subreaper()

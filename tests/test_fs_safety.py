@@ -27,9 +27,11 @@ def workdir():
 
 
 def _config(workdir: str) -> str:
+    # No browser can start: should a protection fail, `foxden run` still exits (2, on the engine)
+    # after doing what the protection was to prevent, instead of leaving a daemon behind.
     return str(write_config(os.path.join(workdir, "foxden.toml"), {
         "daemon": {"state_dir": os.path.join(workdir, "state"), "admin_port": 0},
-        "pool": {"size": 1},
+        "pool": {"size": 1, "engine": "chromium", "executable_path": "/nonexistent/chromium"},
     }))
 
 
@@ -44,7 +46,7 @@ def test_a_state_dir_others_can_change_is_refused_naming_the_path_and_the_fix(wo
         os.chown(state, 65534, 65534)  # nobody
         fix = "chown"
     cfg = _config(workdir)
-    for command in ("run", "stop"):
+    for command in ("stop", "run"):
         r = _foxden(command, "-c", cfg)
         assert r.returncode == 2, (command, r.returncode, r.stderr[-2000:])
         assert state in r.stderr and fix in r.stderr, r.stderr[-2000:]
