@@ -45,20 +45,24 @@ def _client(d, **kw) -> Client:
     return Client(d.config.daemon.socket, token=TOKEN, timeout=60, **kw)
 
 
-def test_a_thousand_idle_half_frame_connections_are_dropped_within_the_deadline_while_a_client_is_served(
+def test_a_thousand_idle_and_half_frame_connections_are_dropped_within_the_deadline_while_a_client_is_served(
         make_daemon, site):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
     d = make_daemon({"daemon": {"token": TOKEN, "header_timeout_s": 3.0}, "pool": {"size": 1}})
     half = wire.encode(wire.Ping(1))[:-2]  # a length prefix and part of the body: never completed
-    strangers = []
+    greeted = _raw(d)  # authenticated, then it leaves a frame half-sent: the same deadline
+    _hello(greeted)
+    greeted.sendall(half)
+    strangers = [greeted]
     served = 0
     with _client(d) as client:
         try:
-            for i in range(1000):
+            for i in range(1, 1000):
                 sock = _raw(d)
-                sock.sendall(half)
+                if i % 2:  # half of them say nothing at all, half leave a frame half-sent
+                    sock.sendall(half)
                 strangers.append(sock)
                 if i % 100 == 0:
                     client.ping()
@@ -77,7 +81,7 @@ def test_a_thousand_idle_half_frame_connections_are_dropped_within_the_deadline_
         finally:
             for sock in strangers:
                 sock.close()
-    print(f"1000 half-frame connections closed {max(closed):.1f}s after the last was opened "
+    print(f"1000 silent or half-frame connections closed {max(closed):.1f}s after the last was opened "
           f"(header_timeout_s = 3); the client was served {served} times meanwhile")
 
 
