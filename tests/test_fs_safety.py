@@ -138,3 +138,26 @@ def test_a_decoy_naming_a_browser_s_dir_in_its_argv_survives_every_cleanup(make_
     finally:
         decoy.kill()
         decoy.wait()
+
+
+def test_an_unmarked_descendant_of_a_marked_process_is_ours_and_a_stranger_is_not():
+    """Chromium's helpers write over their environment: they are found as descendants of the
+    marked main process. A stranger with no marker, whatever its command line, is not."""
+    marker = f"fxtest-{os.getpid()}-{time.time_ns()}/b1"
+    clean = {k: v for k, v in os.environ.items() if k != procs.MARKER_ENV}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, time; c = subprocess.Popen(['sleep', '300'], env={}); "
+                               "print(c.pid, flush=True); time.sleep(300)"],
+        env={**clean, procs.MARKER_ENV: marker}, stdout=subprocess.PIPE, text=True)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker], env=clean)
+    try:
+        child = int(parent.stdout.readline())
+        found = {p.pid for p in procs.find_marked(marker)}
+        assert found == {parent.pid, child}, (found, parent.pid, child)
+        assert procs.kill_marked(marker) == []
+        assert parent.wait(10) == -9 and not procs.pid_alive(child)
+        assert stranger.poll() is None, "a stranger naming the marker in its argv was killed"
+    finally:
+        for proc in (parent, stranger):
+            proc.kill()
+            proc.wait()
