@@ -161,3 +161,29 @@ def test_an_unmarked_descendant_of_a_marked_process_is_ours_and_a_stranger_is_no
         for proc in (parent, stranger):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("how", ["a symlink at the socket path", "a socket dir others can write"])
+def test_a_socket_path_another_user_could_control_is_refused(workdir, how):
+    sockdir = os.path.join(workdir, "sock")
+    os.mkdir(sockdir, 0o700)
+    path = os.path.join(sockdir, "foxden.sock")
+    victim = os.path.join(workdir, "precious.txt")
+    with open(victim, "w") as f:
+        f.write("keep\n")
+    if how.startswith("a symlink"):
+        os.symlink(victim, path)
+    else:
+        os.chmod(sockdir, 0o777)
+    cfg = str(write_config(os.path.join(workdir, "foxden.toml"), {
+        "daemon": {"state_dir": os.path.join(workdir, "state"), "admin_port": 0, "socket": path},
+        "pool": {"size": 1, "engine": "chromium", "executable_path": "/nonexistent/chromium"},
+    }))
+    r = _foxden("run", "-c", cfg)
+    assert r.returncode == 2, r.stderr[-2000:]
+    # The config resolves links in paths, so a link at the socket path is judged by its target.
+    expected = f"{victim} is not a socket" if how.startswith("a symlink") else f"{sockdir} is writable"
+    assert expected in r.stderr, r.stderr[-2000:]
+    assert os.path.islink(path) or not os.path.exists(path)
+    with open(victim) as f:
+        assert f.read() == "keep\n"
