@@ -425,6 +425,8 @@ class GatewayActor(FoxdenActor):
         self._reply(conn, wire.ErrorReply(None, code, message))
         conn.closing = True
         self._flush(conn)
+        if self.conns.get(conn.fd) is conn:
+            self._drop(conn)  # its socket buffer is full: it gets no last word, and holds nothing
 
     def _drop(self, conn: Conn) -> None:
         conn.closing = True
