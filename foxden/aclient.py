@@ -155,6 +155,11 @@ class AsyncClient:
         rid = next(self._rids)
         await self._request(rid, wire.Ping(rid))
 
+    async def end_session(self, session: str) -> bool:
+        """End a session after its submitted jobs, closing its browser context; False if the daemon held none."""
+        rid = next(self._rids)
+        return (await self._request(rid, wire.EndSession(rid, session))).existed
+
     # --- plumbing ------------------------------------------------------------
 
     async def _submit(self, req: wire.JobRequest) -> wire.Answer:

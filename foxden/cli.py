@@ -1,4 +1,4 @@
-"""The `foxden` command line: run, stop, submit, batch, status, demo."""
+"""The `foxden` command line: run, stop, submit, batch, status, session end, demo."""
 from __future__ import annotations
 
 import argparse
@@ -53,13 +53,13 @@ def cmd_run(args) -> int:
 def _daemon_pid(config) -> int | None:
     import psutil
 
-    from foxden import procs
+    from foxden import fsafety, procs
 
     path = os.path.join(str(config.daemon.state_dir), procs.PID_FILE)
     try:
-        with open(path) as f:
+        with open(fsafety.open_nofollow(path, os.O_RDONLY)) as f:
             pid = int(f.read().strip() or 0)
-    except (OSError, ValueError):
+    except (OSError, ValueError, fsafety.UnsafePath):
         return None
     try:
         proc = psutil.Process(pid)
@@ -70,10 +70,24 @@ def _daemon_pid(config) -> int | None:
     return None  # a stale pid file, or a pid that now belongs to someone else
 
 
+def _check_state_dir(config) -> None:
+    """Exit 2 if the state dir is one another user could change (a pid file there proves nothing)."""
+    from foxden import fsafety
+
+    if not os.path.lexists(config.daemon.state_dir):
+        return
+    try:
+        fsafety.check_private_dir(config.daemon.state_dir)
+    except fsafety.UnsafePath as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
 def cmd_stop(args) -> int:
     config = _config(args)
     from foxden import procs
 
+    _check_state_dir(config)
     pid = _daemon_pid(config)
     tag = procs.state_tag(config.daemon.state_dir) + ":"
     if pid is None:
@@ -304,6 +318,23 @@ def _watch(config, client, status: dict, interval: float) -> None:
             client.close()
 
 
+def cmd_session_end(args) -> int:
+    config = _config(args)
+    from foxden.client import ClientError, ServerError
+
+    with _client(config) as client:
+        try:
+            existed = client.end_session(args.id)
+        except ServerError as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return EXIT_USAGE if exc.code in ("bad_field", "missing_field") else EXIT_JOB
+        except ClientError as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    print(f"session {args.id}: " + ("ended, its browser context closed" if existed else "not open (nothing to end)"))
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from foxden import demo
 
@@ -360,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="S",
                     help="seconds between redraws (default: 2)")
     st.set_defaults(fn=cmd_status)
+
+    se = sub.add_parser("session", help="manage sessions (named browser contexts)")
+    se_sub = se.add_subparsers(dest="session_command", required=True)
+    end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
+    end.add_argument("id", help="the session's name")
+    end.set_defaults(fn=cmd_session_end)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
     d.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -155,6 +155,10 @@ class Client:
         """Round trip to the gateway; raises if the daemon is unreachable or refuses us."""
         self._request(wire.Ping(next(self._rids)))
 
+    def end_session(self, session: str) -> bool:
+        """End a session after its submitted jobs, closing its browser context; False if the daemon held none."""
+        return self._request(wire.EndSession(next(self._rids), session)).existed
+
     # --- plumbing ------------------------------------------------------------
 
     def _request(self, msg):
@@ -173,10 +177,27 @@ class Client:
             raise self._broken(exc) from None
 
     def _broken(self, exc: OSError) -> ClientError:
-        """The error for a failed socket call: ours if we closed the socket (from another thread), else the daemon's."""
+        """The error for a failed socket call: ours if we closed the socket (from another thread), else the daemon's
+        (with its parting words, e.g. idle_timeout, when it said why it hung up)."""
         if self._closed:
             return ClosedByCallerError("the client was closed during the request")
+        parting = self._parting_error()
+        if parting is not None:
+            return ServerError(parting.code, parting.message)
         return BrokenByDaemonError(f"connection to {self._where} broke: {exc}")
+
+    def _parting_error(self) -> wire.ErrorReply | None:
+        """The error about no request in particular the daemon sent before it hung up, if any."""
+        self._sock.settimeout(0)
+        try:
+            while True:
+                data = self._sock.recv(1 << 20)
+                if not data:
+                    break
+                self._pending.extend(self._decoder.feed(data))
+        except (OSError, wire.ProtocolError):
+            pass
+        return next((m for m in self._pending if isinstance(m, wire.ErrorReply) and m.rid is None), None)
 
     def _next_reply(self, rids: set[int]):
         """The next reply for one of `rids`; others are kept for later."""

@@ -45,6 +45,10 @@ class DaemonConfig:
     log_format: str
     nice: int  # the control plane's nice value, where the daemon may set it (see procs.raise_priority)
     key_file: Path | None = None  # the actor transport's key; None = a random one per start (foxden.transport)
+    max_connections: int = 1024  # client connections at once; unauthenticated ones are shed first
+    header_timeout_s: float = 10.0  # a frame (and, before it, the hello) must be complete within this
+    idle_timeout_s: float = 300.0  # an authenticated connection with nothing in flight is closed after this
+    max_inflight_per_connection: int = 256  # unanswered requests one connection may have
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class JobsConfig:
     max_result_mb: float  # a larger encoded result is answered result_too_large, measured in the browser actor
     allow_hosts: tuple[str, ...] = ()  # egress exceptions: CIDRs, host names, *.domain (foxden.egress.policy)
     deny_hosts: tuple[str, ...] = ()  # egress refusals; win over allow_hosts and apply even with allow_private
+    max_timeout_s: float = 300.0  # a job asking for a longer timeout_s is rejected (bad_input)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,14 @@ class RecycleConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    """[sessions]: how many named browser contexts may live, and for how long unused."""
+
+    max: int = 256
+    idle_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from, if any."""
 
@@ -133,6 +146,7 @@ class Config:
     restart: RestartConfig
     metrics: MetricsConfig
     recycle: RecycleConfig
+    sessions: SessionsConfig = SessionsConfig()
     source: Path | None = None
 
     def replace(self, **sections: Any) -> Config:
@@ -153,6 +167,7 @@ _SECTIONS: dict[str, type] = {
     "restart": RestartConfig,
     "metrics": MetricsConfig,
     "recycle": RecycleConfig,
+    "sessions": SessionsConfig,
 }
 
 _PORT = (0, 65535)
@@ -204,6 +219,8 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         restart=_restart(s["restart"]),
         metrics=MetricsConfig(port=s["metrics"].integer("port", 0, *_PORT)),
         recycle=_recycle(s["recycle"]),
+        sessions=SessionsConfig(max=s["sessions"].integer("max", 256, 1),
+                                idle_s=s["sessions"].number("idle_s", 300.0, gt=0)),
         source=source,
     )
 
@@ -229,6 +246,10 @@ def _daemon(s: _Section) -> DaemonConfig:
         log_format=s.choice("log_format", "text", ("text", "json")),
         nice=s.integer("nice", -10, -20, 19),
         key_file=_key_file(s),
+        max_connections=s.integer("max_connections", 1024, 1),
+        header_timeout_s=s.number("header_timeout_s", 10.0, gt=0),
+        idle_timeout_s=s.number("idle_timeout_s", 300.0, gt=0),
+        max_inflight_per_connection=s.integer("max_inflight_per_connection", 256, 1),
     )
 
 
@@ -277,8 +298,12 @@ def _recycle(s: _Section) -> RecycleConfig:
 
 
 def _jobs(s: _Section) -> JobsConfig:
+    longest = s.number("max_timeout_s", 300.0, gt=0)
+    timeout = s.number("timeout_s", 30.0, gt=0)
+    if timeout > longest:
+        s.fail("timeout_s", f"must be <= max_timeout_s ({longest:g}), got {_show(timeout)}")
     return JobsConfig(
-        timeout_s=s.number("timeout_s", 30.0, gt=0),
+        timeout_s=timeout,
         jitter_s=s.number("jitter_s", 2.0, ge=0),
         max_queue=s.integer("max_queue", 1000, 1),
         retries=s.integer("retries", 1, 0, 10),
@@ -288,6 +313,7 @@ def _jobs(s: _Section) -> JobsConfig:
         deny_hosts=s.host_rules("deny_hosts"),
         # At most 48: the answer must fit the client's 64 MiB frame with its envelope.
         max_result_mb=s.number("max_result_mb", 16.0, gt=0, le=48),
+        max_timeout_s=longest,
     )
 
 

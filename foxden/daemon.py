@@ -13,7 +13,7 @@ import uuid
 
 import psutil
 
-from foxden import procs
+from foxden import fsafety, procs
 from foxden.config import Config
 from foxden.logs import log_defs, setup_logging
 from foxden.protocols.messages import (
@@ -123,6 +123,15 @@ class Daemon:
     def start(self) -> None:
         from foxden import engines
 
+        # The state dir first: nothing is read, written or killed on behalf
+        # of a state dir another user could change.
+        self._check_paths()
+        self._lock_pid_file()
+        self._reap_earlier_instances()
+        try:
+            fsafety.ensure_private_subdir(self.state_dir, procs.BROWSERS)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
         try:
             choice = engines.resolve_engine(self.config.pool.engine, self.config.pool.executable_path)
         except engines.EngineUnavailable as exc:
@@ -148,9 +157,6 @@ class Daemon:
         if nice != self.config.daemon.nice:
             log.info("control plane at nice %d: nice %d needs root, CAP_SYS_NICE or systemd's Nice=", nice,
                      self.config.daemon.nice)
-        os.makedirs(self.state_dir, exist_ok=True)
-        self._lock_pid_file()
-        self._reap_earlier_instances()
         port = self.config.daemon.admin_port or free_port()
         _check_port_free(port)
         procs.become_subreaper()
@@ -243,8 +249,20 @@ class Daemon:
             log.warning("reaped %d processes of an earlier instance%s", len(found) - len(survivors),
                         f"; {len(survivors)} survived SIGKILL" if survivors else "")
 
+    def _check_paths(self) -> None:
+        """The state dir (made 0700) and the socket's dir must be ours alone: exit 2 naming the path if not."""
+        try:
+            fsafety.ensure_state_dir(self.state_dir)
+            fsafety.check_socket_path(self.config.daemon.socket)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+
     def _lock_pid_file(self) -> None:
-        fd = os.open(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # O_NOFOLLOW: a symlink planted here must not get its target truncated.
+            fd = fsafety.open_nofollow(self.pid_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except fsafety.UnsafePath as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

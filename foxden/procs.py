@@ -5,13 +5,14 @@ import ctypes
 import errno
 import hashlib
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import psutil
+
+from foxden.fsafety import safe_rmtree
 
 # Every process foxden starts inherits this variable. Its value is
 # "<state-hash>:<instance>/<owner>", so a prefix match finds everything of one
@@ -23,10 +24,14 @@ PID_FILE = "foxden.pid"  # the daemon's pid file, in its state dir
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+BROWSERS = "browsers"
+
+
 def browsers_dir(state_dir: os.PathLike | str) -> str:
-    """state_dir/browsers/: each browser's temp dir (its TMPDIR, its profile) lives under it, so
-    a command line naming it marks a process as ours (Chromium's children lose their environment)."""
-    return os.path.join(str(state_dir), "browsers") + os.sep
+    """state_dir/browsers/: each browser's temp dir (its TMPDIR, its profile) lives under it.
+
+    Removed with safe_rmtree only: it is never followed through a symlink."""
+    return os.path.join(str(state_dir), BROWSERS) + os.sep
 
 
 def state_tag(state_dir: os.PathLike | str) -> str:
@@ -156,27 +161,44 @@ def process_state(pid: int) -> str:
     return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
 
 
-def find_marked(prefix: str, *, exclude: Iterable[int] = (), path: str | None = None) -> list[psutil.Process]:
-    """Live processes whose marker starts with prefix, or whose command line names `path`.
+def _marker(pid: int) -> str | None:
+    """The FOXDEN_OWNER value in pid's initial environment, or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return None
+    key = MARKER_ENV.encode() + b"="
+    for entry in env.split(b"\0"):
+        if entry.startswith(key):
+            return entry[len(key):].decode(errors="replace")
+    return None
 
-    Chromium's zygotes, GPU, utility and renderer processes overwrite their
-    environment with their process title, so the marker alone misses them;
-    their command lines still name the browser's profile under its temp dir,
-    which is what `path` (a directory, ending in "/") matches."""
+
+def find_marked(prefix: str, *, exclude: Iterable[int] = (), path: str | None = None) -> list[psutil.Process]:
+    """Live processes of ours whose marker starts with prefix, and their descendants started after them.
+
+    A process is foxden's by its environment marker, never by its command
+    line (any process may name a browser's temp dir in its argv). Chromium's
+    zygotes, GPU, utility and renderer processes write their process title
+    over their environment, so their marker cannot be read; each is a
+    descendant of the browser's main process, which keeps it, and was
+    started after it: that is how they are found. Only processes of our own
+    uid count. `path` is ignored: it was a command-line match (the hole of
+    issue 12), kept as a keyword so older callers still run."""
+    del path
     skip = {os.getpid(), *exclude}
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid in skip:
-            continue
-        try:
-            value = proc.environ().get(MARKER_ENV)
-            if (value is None or not value.startswith(prefix)) and path is not None:
-                value = prefix if any(path in arg for arg in proc.cmdline()) else None
-        except (psutil.Error, OSError):
-            continue
-        if value is not None and value.startswith(prefix) and alive(proc):
-            found.append(proc)
-    return found
+    table = ProcessTable()
+    uid = os.geteuid()
+    roots = [pid for pid in table.pids() if pid not in skip and table.uid(pid) == uid
+             and (_marker(pid) or "\0").startswith(prefix)]
+    ours = dict.fromkeys(roots)
+    for root in roots:
+        started = table.started(root)
+        for pid in table.descendants(root):
+            if pid not in skip and table.uid(pid) == uid and table.started(pid) >= started:
+                ours[pid] = None
+    return [proc for proc in processes(ours) if alive(proc)]
 
 
 def kill_and_wait(procs: Iterable[psutil.Process], timeout: float = 3.0, *, reap: bool = False
@@ -206,30 +228,46 @@ def kill_and_wait(procs: Iterable[psutil.Process], timeout: float = 3.0, *, reap
 def kill_marked(prefix: str, *, path: str | None = None, also: Iterable[psutil.Process] = (),
                 rounds: int = 6, timeout: float = 2.0, reap: bool = False,
                 on_found: Callable[[list[psutil.Process]], None] | None = None) -> list[psutil.Process]:
-    """SIGKILL every process find_marked(prefix, path) finds, and scan again until a scan finds none.
+    """SIGKILL every process find_marked(prefix) finds, scanning again until a scan finds none.
 
-    One scan is not enough: a process can fork between the scan and its
-    SIGKILL, and its new child was not in the list (the long chaos run: a
-    Playwright driver killed mid-launch had just forked Chromium; CI: a
-    Chromium zygote forked while a test killed a SIGKILLed daemon's tree).
-    Once a scan finds nothing, nothing marked is left that could fork. `also`
-    adds processes that carry no marker (a browser actor); `on_found` sees
-    each scan's finds before they are killed (the daemon logs them); `reap`
-    as for kill_and_wait. Returns what is still alive: processes that ignored
-    SIGKILL (uninterruptible sleep) or, after `rounds` scans, are still being
-    forked."""
+    Each scan's finds are stopped (SIGSTOP) before the next scan, and all
+    are killed once a scan finds nothing new: a stopped process cannot fork,
+    and a child it forked before it stopped is found by the next scan (the
+    long chaos run: a Playwright driver killed mid-launch had just forked
+    Chromium), while its parent, not yet dead, still links it to its marked
+    ancestor (a killed zygote would orphan its renderers, whose own markers
+    are unreadable). `also` adds processes that carry no marker (a browser
+    actor); `on_found` sees each scan's finds (the daemon logs them); `reap`
+    as for kill_and_wait; `path` is ignored (see find_marked). Returns what
+    is still alive: processes that ignored SIGKILL (uninterruptible sleep)
+    or, after `rounds` scans, are still being forked."""
+    del path
     extra = [p for p in also if alive(p)]
     for _ in range(rounds):
-        found = list({p.pid: p for p in find_marked(prefix, path=path) + extra}.values())
-        extra = []
-        if not found:
+        held: dict[int, psutil.Process] = {}
+        for _ in range(rounds):
+            new = [p for p in find_marked(prefix) + extra if p.pid not in held]
+            extra = []
+            if not new:
+                break
+            if on_found is not None:
+                on_found(new)
+            for proc in new:
+                held[proc.pid] = proc
+                _signal(proc, signal.SIGSTOP)
+        if not held:
             return []
-        if on_found is not None:
-            on_found(found)
-        survivors = kill_and_wait(found, timeout=timeout, reap=reap)
+        survivors = kill_and_wait(held.values(), timeout=timeout, reap=reap)
         if survivors:
             return survivors  # a scan again would only find them again
-    return find_marked(prefix, path=path)
+    return find_marked(prefix)
+
+
+def _signal(proc: psutil.Process, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass
 
 
 def end_instance(prefix: str, state_dir: os.PathLike | str, *, also: Iterable[psutil.Process] = (),
@@ -242,9 +280,8 @@ def end_instance(prefix: str, state_dir: os.PathLike | str, *, also: Iterable[ps
     daemon's final sweep, the startup reaper, the supervisor once the daemon
     is gone, `foxden stop`, the test harness. One function, so that they all
     find the same processes and leave the same nothing behind."""
-    survivors = kill_marked(prefix, path=browsers_dir(state_dir), also=also, timeout=timeout, reap=reap,
-                            on_found=on_found)
-    shutil.rmtree(browsers_dir(state_dir), ignore_errors=True)
+    survivors = kill_marked(prefix, also=also, timeout=timeout, reap=reap, on_found=on_found)
+    safe_rmtree(state_dir, BROWSERS)
     return survivors
 
 
@@ -279,7 +316,7 @@ class ProcessTable:
 
     def __init__(self):
         self._kids: dict[int, list[int]] = {}
-        self._live: set[int] = set()
+        self._live: dict[int, tuple[int, int]] = {}  # pid -> (start in clock ticks since boot, uid)
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
@@ -287,7 +324,19 @@ class ProcessTable:
             if st is None or st.state in ("Z", "X"):
                 continue
             self._kids.setdefault(st.ppid, []).append(st.pid)
-            self._live.add(st.pid)
+            self._live[st.pid] = (st.start, st.uid)
+
+    def pids(self) -> list[int]:
+        """Every live pid."""
+        return list(self._live)
+
+    def started(self, pid: int) -> int:
+        """When pid started, in clock ticks since boot (see create_time)."""
+        return self._live[pid][0]
+
+    def uid(self, pid: int) -> int:
+        """The uid that owns pid (its /proc entry's owner)."""
+        return self._live[pid][1]
 
     def children(self, pid: int) -> list[int]:
         """Live direct children of pid."""

@@ -137,8 +137,13 @@ class BrowserActor(FoxdenActor):
             return  # we are exiting; the supervisor answers for the job on our exit
         with logs.context(job=msg.job.id, session=msg.job.session):
             try:
-                # Capped here, before the result is copied to any other process.
-                outcome = results.capped(self._driver.run(msg.job, msg.budget_s), self._max_result_bytes)
+                if msg.job.end_session:
+                    closed = self._driver.end_session(msg.job.session)
+                    outcome = Outcome("ok") if closed else Outcome(
+                        "failed", error=ErrorCode.UNKNOWN_SESSION.error(f"no context of session {msg.job.session}"))
+                else:
+                    # Capped here, before the result is copied to any other process.
+                    outcome = results.capped(self._driver.run(msg.job, msg.budget_s), self._max_result_bytes)
             except BrowserDied as exc:
                 self._die(ExitReason.CRASH, str(exc))
                 return

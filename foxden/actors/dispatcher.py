@@ -23,6 +23,7 @@ from foxden.protocols.messages import (
     Demand,
     Drain,
     Drained,
+    EndSessionRequest,
     Initialized,
     InitDispatcher,
     JobAnswer,
@@ -31,6 +32,7 @@ from foxden.protocols.messages import (
     JobSpec,
     PoolFailed,
     PoolStopped,
+    SessionEndAnswer,
     StateQuery,
     StopPool,
     SubmitJob,
@@ -43,6 +45,10 @@ log = logging.getLogger("foxden.dispatcher")
 TICK = "dispatcher-tick"
 DRAIN_DEADLINE = "drain-deadline"
 LOST_SESSIONS_KEPT = 10_000
+# How an end-session job ended without an error for its client: the session is
+# gone either way (closed, or lost with its browser, or never held).
+SESSION_GONE = frozenset(c.value for c in (ErrorCode.BROWSER_CRASHED, ErrorCode.TIMEOUT, ErrorCode.SESSION_LOST,
+                                            ErrorCode.UNKNOWN_SESSION))
 # Upper bounds (seconds) of the job duration histogram, Prometheus-style.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -58,6 +64,7 @@ class Job:
     submitted: float  # monotonic
     tries: list[str] = field(default_factory=list)  # browsers of started attempts
     queued_at: float = 0.0
+    end: bool = False  # not a page: end the session's context (an end_session request, or its idle expiry)
 
     @property
     def session(self) -> str | None:
@@ -100,6 +107,11 @@ class DispatcherActor(FoxdenActor):
         self.awaiting: set[tuple[str, str]] = set()
         self.session_home: dict[str, str] = {}
         self.lost_sessions: OrderedDict[str, str] = OrderedDict()
+        # A session is live from its first accepted job while it has a home
+        # (a context in a browser) or unanswered jobs; live ones count toward
+        # [sessions] max, and one unused for [sessions] idle_s is ended.
+        self.session_used: dict[str, float] = {}  # live session -> last submit or answer (monotonic)
+        self.session_jobs: Counter = Counter()  # live session -> its unanswered jobs
         self.pool_error: str | None = None
         self.draining = False
         self.drain_reply = None
@@ -134,13 +146,46 @@ class DispatcherActor(FoxdenActor):
             status, error = refusal
             self._answer(job, status, error=error)
             return
+        self._enqueue(job)
+
+    def _enqueue(self, job: Job) -> None:
+        if job.session is not None:
+            self.session_used[job.session] = job.submitted
+            self.session_jobs[job.session] += 1
         job.queued_at = job.submitted
-        self.queue.append(key)
+        self.queue.append(job.key)
         self._pump()
+
+    def receiveMsg_EndSessionRequest(self, msg: EndSessionRequest, sender) -> None:
+        if self.draining:
+            self.send(sender, SessionEndAnswer(msg.tag, msg.session, False,
+                                               ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down")))
+        elif msg.session not in self.session_used:
+            self.send(sender, SessionEndAnswer(msg.tag, msg.session, False))
+        else:
+            self._end_session(msg.session, msg.tag, sender)
+
+    def _end_session(self, session: str, tag, reply_to) -> None:
+        """Queue the end of a session behind its jobs: it runs on the browser that holds the session
+        (the session's lock) like a job, and closes its context. reply_to None: an idle expiry."""
+        key = f"{self.prefix}{next(self.seq)}"
+        timeout = self.config.watchdog.close_timeout_s
+        self.jobs[key] = Job(key, wire.JobRequest(url="about:blank", session=session, timeout_s=timeout), tag,
+                             reply_to, time.monotonic(), end=True)
+        self._enqueue(self.jobs[key])
 
     def _refusal(self, req: wire.JobRequest) -> tuple[str, wire.ErrorInfo] | None:
         if self.draining:
             return "rejected", ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down")
+        limit = self.config.jobs.max_timeout_s
+        if req.timeout_s is not None and req.timeout_s > limit:
+            return ("rejected", ErrorCode.BAD_INPUT.error(
+                    f"job.timeout_s: {req.timeout_s:g} exceeds the daemon's limit of {limit:g}s ([jobs] max_timeout_s)"))
+        most = self.config.sessions.max
+        if req.session is not None and req.session not in self.session_used and len(self.session_used) >= most:
+            return ("rejected", ErrorCode.TOO_MANY_SESSIONS.error(
+                    f"{len(self.session_used)} sessions are open ([sessions] max = {most}); end one "
+                    "(end_session) or let one expire ([sessions] idle_s)"))
         bad = check_url(req.url, self.config.jobs)
         if bad is not None:
             return "rejected", bad
@@ -182,6 +227,9 @@ class DispatcherActor(FoxdenActor):
                 self._answer(job, "failed", error=ErrorCode.SESSION_LOST.error(self._lost_message(session)))
                 continue
             home = self.session_home.get(session)
+            if job.end and home is None and session not in busy_sessions:
+                self._answer(job, "failed", error=ErrorCode.UNKNOWN_SESSION.error(f"no browser holds session {session}"))
+                continue
             if session in busy_sessions or (home is not None and home not in self.idle):
                 # Its predecessor still runs, or its browser is busy with
                 # another job: wait, and keep later jobs of it behind it.
@@ -210,7 +258,7 @@ class DispatcherActor(FoxdenActor):
         spec = JobSpec(
             key=job.key, id=req.id or job.key, url=req.url, eval=req.eval, wait_for=req.wait_for,
             timeout_s=timeout, session=req.session, new_session=req.new_session and len(job.tries) == 1,
-            screenshot=req.screenshot, answer_to=self.myAddress,
+            screenshot=req.screenshot, answer_to=self.myAddress, end_session=job.end,
         )
         self.send(self.supervisor, Assign(browser, spec, budget))
 
@@ -279,6 +327,7 @@ class DispatcherActor(FoxdenActor):
             if home == msg.browser:
                 del self.session_home[session]
                 self.lost_sessions[session] = f"browser {msg.browser} ended ({msg.reason})"
+                self._forget_if_dead(session)
         while len(self.lost_sessions) > LOST_SESSIONS_KEPT:
             self.lost_sessions.popitem(last=False)
         job = self.jobs.get(msg.job_key) if msg.job_key else None
@@ -365,6 +414,11 @@ class DispatcherActor(FoxdenActor):
         if job.key not in self.jobs:
             log.error("job %s: a second answer (%s) was suppressed", job.key, status)
             return
+        if job.end:  # an end-session job: its answer is a SessionEndAnswer, not a job's
+            del self.jobs[job.key]
+            self._session_answered(job, status)
+            self._answer_end(job, status, error)
+            return
         elapsed = time.monotonic() - job.submitted
         # Built before the job is forgotten: if building fails, the job is
         # still here for the failure policy (repair) to answer.
@@ -378,6 +432,9 @@ class DispatcherActor(FoxdenActor):
             elapsed_ms=round(elapsed * 1000.0, 3),
         )
         del self.jobs[job.key]
+        # queued_at is set once a job is accepted (_enqueue): a job refused at intake was never counted.
+        if job.session is not None and job.queued_at:
+            self._session_answered(job, status)
         self.totals[status] += 1
         self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
         self.duration_sum += elapsed
@@ -387,11 +444,48 @@ class DispatcherActor(FoxdenActor):
             self.drain_answered += 1
         self.send(job.reply_to, JobAnswer(job.tag, answer))
 
+    # --- sessions ----------------------------------------------------------------------
+
+    def _session_answered(self, job: Job, status: str) -> bool:
+        """Account for an answered job of a session; True if it was an end-session job."""
+        session = job.session
+        self.session_jobs[session] -= 1
+        if self.session_jobs[session] <= 0:
+            del self.session_jobs[session]
+        if session in self.session_used:
+            self.session_used[session] = time.monotonic()
+        if job.end and status == "ok":
+            self.session_home.pop(session, None)  # its context is closed (had its browser died, so had its home)
+        self._forget_if_dead(session)
+        return job.end
+
+    def _forget_if_dead(self, session: str) -> None:
+        if session not in self.session_jobs and session not in self.session_home:
+            self.session_used.pop(session, None)
+
+    def _answer_end(self, job: Job, status: str, error) -> None:
+        gone = status == "ok" or (error is not None and error.code in SESSION_GONE)
+        if job.reply_to is None:
+            log.info("session %s: ended after %gs unused ([sessions] idle_s)%s", job.session,
+                     self.config.sessions.idle_s, "" if gone else f"; the end failed: {error}")
+            return
+        existed = status == "ok" or (gone and bool(job.tries) and error.code != ErrorCode.SESSION_LOST.value)
+        self.send(job.reply_to, SessionEndAnswer(job.tag, job.session, existed, None if gone else error))
+
+    def _expire_sessions(self, now: float) -> None:
+        """End each session unused for [sessions] idle_s (queued behind nothing: it has no jobs)."""
+        idle = self.config.sessions.idle_s
+        for session, used in list(self.session_used.items()):
+            if now - used > idle and session not in self.session_jobs:
+                self._end_session(session, None, None)
+
     # --- time ------------------------------------------------------------------------
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender) -> None:
         if msg.payload == TICK:
             self._expire_queued()
+            if not self.draining:
+                self._expire_sessions(time.monotonic())
             self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
         elif msg.payload == DRAIN_DEADLINE and self.draining:
             self._stop_pool()

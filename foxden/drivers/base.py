@@ -39,6 +39,10 @@ class Driver:
         """The sessions whose contexts this browser holds."""
         raise NotImplementedError
 
+    def end_session(self, session: str) -> bool:
+        """Close session's context; False if this browser held none by that name."""
+        raise NotImplementedError
+
     def close(self, timeout_s: float) -> None:
         """Close politely, then by force; idempotent; returns within ~timeout_s."""
         raise NotImplementedError

@@ -313,6 +313,15 @@ class ChromiumDriver(Driver):
     def sessions(self) -> tuple[str, ...]:
         return tuple(self._contexts)
 
+    def end_session(self, session: str) -> bool:
+        context = self._contexts.pop(session, None)
+        if context is not None:
+            try:
+                self._dispose(context)
+            except PipeClosed as exc:
+                raise BrowserDied(f"browser died while ending session {session}: {exc}") from None
+        return context is not None
+
     def _context_for(self, job: JobSpec, deadline: float) -> str:
         if job.session and job.new_session and job.session in self._contexts:
             self._dispose(self._contexts.pop(job.session))

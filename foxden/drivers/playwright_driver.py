@@ -74,6 +74,16 @@ class PlaywrightDriver(Driver):
     def sessions(self) -> tuple[str, ...]:
         return tuple(self._contexts)
 
+    def end_session(self, session: str) -> bool:
+        context = self._contexts.pop(session, None)
+        if context is not None:
+            try:
+                context.close()
+            except Exception:
+                if not self.alive():
+                    raise BrowserDied(f"browser died while ending session {session}") from None
+        return context is not None
+
     def close(self, timeout_s: float) -> None:
         """Close the browser and stop the driver; a timer thread kills our processes after timeout_s.
 

@@ -48,6 +48,14 @@ class ErrorCode(str, enum.Enum):
     TOO_MANY_REQUESTS = ("too_many_requests", _B, _F,
                          "too many unanswered requests on this connection; retry later")
     UNKNOWN_SESSION = ("unknown_session", _C, _F, "`end_session` named a session that does not exist")
+    HEADER_TIMEOUT = ("header_timeout", _C, _F,
+                      "no complete request (or frame) within `[daemon] header_timeout_s`; the connection is closed")
+    IDLE_TIMEOUT = ("idle_timeout", _C, _F,
+                    "nothing in flight for `[daemon] idle_timeout_s`; the connection is closed")
+    CONNECTION_SHED = ("connection_shed", _B, _F,
+                       "closed to admit a newer connection at `[daemon] max_connections` (it had not completed a request)")
+    TOO_MANY_CONNECTIONS = ("too_many_connections", _B, _F,
+                            "`[daemon] max_connections` authenticated connections are open; retry later")
     # --- job answers: refused before any attempt ---------------------------------------------
     BAD_URL = ("bad_url", _C, _A, "the URL cannot be parsed or has no host")
     UNSUPPORTED_SCHEME = ("unsupported_scheme", _C, _A, "only `http`, `https` and `about:blank` may be opened")

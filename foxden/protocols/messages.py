@@ -33,6 +33,7 @@ class JobSpec:
     # straight there (JobResult), so a large result is never copied through
     # the supervisor. None: the Outcome rides in JobDone/JobFinished instead.
     answer_to: Any = None
+    end_session: bool = False  # not a page: close `session`'s context (see Driver.end_session)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,24 @@ class JobAnswer:
 
     tag: Any
     answer: Any
+
+
+@dataclass(frozen=True)
+class EndSessionRequest:
+    """Gateway -> dispatcher: end `session` after its queued jobs. One SessionEndAnswer follows."""
+
+    session: str
+    tag: Any
+
+
+@dataclass(frozen=True)
+class SessionEndAnswer:
+    """Dispatcher -> gateway: how an EndSessionRequest ended; `error` when it could not run."""
+
+    tag: Any
+    session: str
+    existed: bool
+    error: Any = None  # wire.ErrorInfo
 
 
 @dataclass(frozen=True)

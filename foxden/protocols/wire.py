@@ -195,6 +195,25 @@ class Pong:
 
 
 @dataclass(frozen=True)
+class EndSession:
+    """Client -> server: end `session` (close its browser context) after the jobs of it already
+    submitted; a SessionEnded with `rid` follows."""
+
+    rid: int
+    session: str
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    """Server -> client: the answer to EndSession; `existed` is False when the daemon held no such
+    session (never opened, already ended or expired, or lost with its browser)."""
+
+    rid: int
+    session: str
+    existed: bool
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     """Server -> client: a request could not be taken; `rid` is None when the
     offending frame had no usable rid. Codes are ProtocolError's plus "unauthorized"."""
@@ -204,7 +223,8 @@ class ErrorReply:
     message: str
 
 
-Message = Union[Hello, Welcome, Submit, Result, StatusRequest, StatusReply, Ping, Pong, ErrorReply]
+Message = Union[Hello, Welcome, Submit, Result, StatusRequest, StatusReply, Ping, Pong, EndSession, SessionEnded,
+                ErrorReply]
 
 
 # --- field checks ------------------------------------------------------------
@@ -427,6 +447,8 @@ _MESSAGES: dict[str, _Spec] = {
     "status_reply": _spec(StatusReply, {"rid": _rid, "status": _str_map}),
     "ping": _spec(Ping, {"rid": _rid}),
     "pong": _spec(Pong, {"rid": _rid}),
+    "end_session": _spec(EndSession, {"rid": _rid, "session": _str(1, _MAX_NAME)}),
+    "session_ended": _spec(SessionEnded, {"rid": _rid, "session": _text, "existed": _bool}),
     "error": _spec(ErrorReply, {"rid": _nullable(_rid), "code": _text, "message": _text}),
 }
 _TYPE_OF = {spec.cls: name for name, spec in _MESSAGES.items()}
