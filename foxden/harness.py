@@ -117,7 +117,7 @@ class DaemonProcess:
 
     def leftovers(self) -> list:
         """Processes of this state dir still alive (should be none after stop)."""
-        return procs.find_marked(self.state_prefix, path=procs.browsers_dir(self.config.daemon.state_dir))
+        return procs.find_marked(self.state_prefix)
 
     def kill_leftovers(self) -> list[int]:
         """SIGKILL every process of this state dir (procs.end_instance); returns their pids.

@@ -175,7 +175,7 @@ def _marker(pid: int) -> str | None:
     return None
 
 
-def find_marked(prefix: str, *, exclude: Iterable[int] = (), path: str | None = None) -> list[psutil.Process]:
+def find_marked(prefix: str, *, exclude: Iterable[int] = ()) -> list[psutil.Process]:
     """Live processes of ours whose marker starts with prefix, and their descendants started after them.
 
     A process is foxden's by its environment marker, never by its command
@@ -184,9 +184,7 @@ def find_marked(prefix: str, *, exclude: Iterable[int] = (), path: str | None = 
     over their environment, so their marker cannot be read; each is a
     descendant of the browser's main process, which keeps it, and was
     started after it: that is how they are found. Only processes of our own
-    uid count. `path` is ignored: it was a command-line match (the hole of
-    issue 12), kept as a keyword so older callers still run."""
-    del path
+    uid count."""
     skip = {os.getpid(), *exclude}
     table = ProcessTable()
     uid = os.geteuid()
@@ -225,7 +223,7 @@ def kill_and_wait(procs: Iterable[psutil.Process], timeout: float = 3.0, *, reap
         time.sleep(0.005)
 
 
-def kill_marked(prefix: str, *, path: str | None = None, also: Iterable[psutil.Process] = (),
+def kill_marked(prefix: str, *, also: Iterable[psutil.Process] = (),
                 rounds: int = 6, timeout: float = 2.0, reap: bool = False,
                 on_found: Callable[[list[psutil.Process]], None] | None = None) -> list[psutil.Process]:
     """SIGKILL every process find_marked(prefix) finds, scanning again until a scan finds none.
@@ -238,10 +236,9 @@ def kill_marked(prefix: str, *, path: str | None = None, also: Iterable[psutil.P
     ancestor (a killed zygote would orphan its renderers, whose own markers
     are unreadable). `also` adds processes that carry no marker (a browser
     actor); `on_found` sees each scan's finds (the daemon logs them); `reap`
-    as for kill_and_wait; `path` is ignored (see find_marked). Returns what
+    as for kill_and_wait. Returns what
     is still alive: processes that ignored SIGKILL (uninterruptible sleep)
     or, after `rounds` scans, are still being forked."""
-    del path
     extra = [p for p in also if alive(p)]
     for _ in range(rounds):
         held: dict[int, psutil.Process] = {}

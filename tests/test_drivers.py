@@ -36,7 +36,7 @@ def owned(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     yield marker
     deadline = time.monotonic() + 10
-    while (left := procs.find_marked(marker, path=str(tmp_path) + "/")) and time.monotonic() < deadline:
+    while (left := procs.find_marked(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
     procs.kill_and_wait(left)
     assert not left, [(p.pid, p.name()) for p in left]

@@ -55,9 +55,9 @@ def test_sigkill_of_the_daemon_alone_ends_its_instance(make_daemon, site):
     d.proc.kill()
     d.proc.wait(10)
     deadline = time.monotonic() + 15
-    while procs.find_marked(prefix, path=browsers + "/") and time.monotonic() < deadline:
+    while procs.find_marked(prefix) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = procs.find_marked(prefix, path=browsers + "/")
+    left = procs.find_marked(prefix)
     assert left == [], f"an orphaned instance lives on: {[(p.pid, p.name()) for p in left]}"
     assert f"daemon (pid {d.proc.pid}) is gone" in d.log_tail(10_000)
     assert not os.path.exists(browsers), "the browsers' temp dirs outlived the instance"

@@ -102,7 +102,7 @@ class BrowserActor(FoxdenActor):
     def _kill_processes(self) -> None:
         left = procs.descendants(os.getpid())
         if self._marker:
-            left += procs.find_marked(self._marker, exclude=[p.pid for p in left], path=self._tmpdir)
+            left += procs.find_marked(self._marker, exclude=[p.pid for p in left])
         procs.kill_and_wait(left, timeout=2.0)
 
     def _die(self, reason: ExitReason, detail: str = "") -> None:

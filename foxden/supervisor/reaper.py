@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 from typing import Iterable
 
 import psutil
@@ -49,10 +49,10 @@ def sweep(child: Child, now: float) -> list[Lingering]:
     included). A SIGKILLed process in uninterruptible sleep dies when it
     leaves the kernel: the caller keeps it and every tick checks again
     (recheck_lingering), so that status says what is still alive."""
-    survivors = procs.kill_marked(child.marker, path=child.tmpdir + "/", also=known_processes(child))
+    survivors = procs.kill_marked(child.marker, also=known_processes(child))
     if survivors:
         log.error("browser %s: processes survived SIGKILL: %s", child.id, [p.pid for p in survivors])
-    shutil.rmtree(child.tmpdir, ignore_errors=True)
+    remove_dir(child.tmpdir)
     return [Lingering(p.pid, procs.create_time(p.pid), child.id, child.tmpdir, now) for p in survivors]
 
 
@@ -63,6 +63,11 @@ def recheck_lingering(lingering: dict[int, Lingering], now: float) -> None:
             procs.kill_pids([pid])
             continue
         del lingering[pid]
-        shutil.rmtree(proc.tmpdir, ignore_errors=True)  # anything it wrote while it lingered
+        remove_dir(proc.tmpdir)  # anything it wrote while it lingered
         log.warning("browser %s: process %d is gone %.1fs after the cleanup gave up waiting for it",
                     proc.browser, pid, now - proc.since)
+
+
+def remove_dir(tmpdir: str) -> None:
+    """Remove a browser's temp dir, following no symlink (the browsers dir itself included)."""
+    procs.safe_rmtree(os.path.dirname(tmpdir), os.path.basename(tmpdir))
