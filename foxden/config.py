@@ -234,12 +234,17 @@ def _daemon(s: _Section) -> DaemonConfig:
     if size > _MAX_SOCKET_PATH_BYTES:
         s.fail("socket", f"{_show(str(socket))} is {size} bytes, more than the {_MAX_SOCKET_PATH_BYTES} "
                          "an AF_UNIX socket path allows; use a shorter state_dir or set socket explicitly")
+    token, tcp_port = s.string("token", "") or None, s.integer("tcp_port", 0, *_PORT)
+    if tcp_port and token is None:
+        # The Unix socket is owner-only; a TCP port on 127.0.0.1 is open to every local user.
+        s.fail("tcp_port", f"{tcp_port} needs [daemon] token: without one, every local user could "
+                           "submit jobs on 127.0.0.1; set [daemon] token, or tcp_port = 0 (the Unix socket only)")
     return DaemonConfig(
         state_dir=state_dir,
         admin_port=s.integer("admin_port", 1900, *_PORT),
-        token=s.string("token", "") or None,
+        token=token,
         socket=socket,
-        tcp_port=s.integer("tcp_port", 0, *_PORT),
+        tcp_port=tcp_port,
         grace_s=s.number("grace_s", 10.0, ge=0),
         multi_host=s.boolean("multi_host", False),
         log_level=s.choice("log_level", "info", ("debug", "info", "warning", "error")),

@@ -219,3 +219,11 @@ def test_parse_config_names_source(tmp_path):
     with pytest.raises(ConfigError) as info:
         parse_config({"metrics": {"port": "x"}}, base_dir=tmp_path, source=Path("x.toml"))
     assert str(info.value).startswith("x.toml: [metrics] port:")
+
+
+def test_a_loopback_tcp_port_without_a_token_is_refused_naming_both_keys(tmp_path):
+    # 127.0.0.1 is every local user's: without a token, any of them could submit jobs there.
+    err = error_for(tmp_path, {"daemon": {"tcp_port": 4100}})
+    assert err.key == "daemon.tcp_port" and "[daemon] token" in str(err)
+    cfg = config_from_overrides({"daemon": {"tcp_port": 4100, "token": "s3cret"}}, base_dir=tmp_path)
+    assert cfg.daemon.tcp_port == 4100 and cfg.daemon.token == "s3cret"
