@@ -121,8 +121,6 @@ class Daemon:
     # --- start -----------------------------------------------------------------
 
     def start(self) -> None:
-        from foxden import engines
-
         # The state dir first: nothing is read, written or killed on behalf
         # of a state dir another user could change.
         self._check_paths()
@@ -132,12 +130,34 @@ class Daemon:
             fsafety.ensure_private_subdir(self.state_dir, procs.BROWSERS)
         except fsafety.UnsafePath as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
+        choice = self._choose_engine()
+        # Before anything is forked: every actor inherits it. The browsers run
+        # [pool] browser_nice levels below, so that the watchdog, heartbeats
+        # and status never wait for a CPU behind fifty renderers.
+        nice = procs.set_nice(self.config.daemon.nice)
+        if nice != self.config.daemon.nice:
+            log.info("control plane at nice %d: nice %d needs root, CAP_SYS_NICE or systemd's Nice=", nice,
+                     self.config.daemon.nice)
+        port = self.config.daemon.admin_port or free_port()
+        _check_port_free(port)
+        procs.become_subreaper()
+        os.environ.setdefault("THESPLOG_FILE", os.path.join(self.state_dir, "thespian.log"))
+        self._start_actor_system(port)
+        reply = self._create_actors(choice)
+        if self.config.metrics.port:
+            self._start_metrics()
+        log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d", self.config.pool.size, choice.name,
+                 reply.detail["socket"], port, os.getpid())
+
+    def _choose_engine(self):
+        """The engine and driver to run (exit 2 when none fits), logged with the sandbox and egress set-up."""
+        from foxden import engines
+        from foxden.drivers import driver_name
+
         try:
             choice = engines.resolve_engine(self.config.pool.engine, self.config.pool.executable_path)
         except engines.EngineUnavailable as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
-        from foxden.drivers import driver_name
-
         driver = driver_name(choice.name, self.config.pool.driver)
         if driver == "cdp" and choice.name != "chromium":
             raise StartupError(f"[pool] driver: cdp drives chromium only, and the engine is {choice.name}"
@@ -150,17 +170,9 @@ class Daemon:
             log.info("egress: every browser connects through a loopback proxy of its own (allow_private = %s,"
                      " %d allow_hosts, %d deny_hosts)", str(jobs.allow_private).lower(), len(jobs.allow_hosts),
                      len(jobs.deny_hosts))
-        # Before anything is forked: every actor inherits it. The browsers run
-        # [pool] browser_nice levels below, so that the watchdog, heartbeats
-        # and status never wait for a CPU behind fifty renderers.
-        nice = procs.set_nice(self.config.daemon.nice)
-        if nice != self.config.daemon.nice:
-            log.info("control plane at nice %d: nice %d needs root, CAP_SYS_NICE or systemd's Nice=", nice,
-                     self.config.daemon.nice)
-        port = self.config.daemon.admin_port or free_port()
-        _check_port_free(port)
-        procs.become_subreaper()
-        os.environ.setdefault("THESPLOG_FILE", os.path.join(self.state_dir, "thespian.log"))
+        return choice
+
+    def _start_actor_system(self, port: int) -> None:
         from thespian.actors import ActorSystem
 
         from foxden import transport
@@ -177,13 +189,15 @@ class Daemon:
         # the gateway, once, around their 2,000th and 4,000th job).
         gc.collect()
         gc.freeze()
-
         self.asys = ActorSystem(
             "multiprocTCPBase",
             capabilities={"Admin Port": port, "foxden": self.instance},
             logDefs=log_defs(self.config),
             transientUnique=True,
         )
+
+    def _create_actors(self, choice):
+        """Create and initialise the four actors; the gateway's Initialized reply."""
         for role, cls in ACTORS.items():
             self.addrs[role] = self.asys.createActor(cls)
         a = self.addrs
@@ -194,10 +208,7 @@ class Daemon:
         reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
         if "error" in reply.detail:
             raise StartupError(f"gateway cannot listen on {self.config.daemon.socket}: {reply.detail['error']}")
-        if self.config.metrics.port:
-            self._start_metrics()
-        log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d", self.config.pool.size, choice.name,
-                 reply.detail["socket"], port, os.getpid())
+        return reply
 
     def _start_metrics(self) -> None:
         from foxden.client import Client

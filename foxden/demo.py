@@ -65,10 +65,40 @@ def _kill_a_browser_mid_job(daemon: DaemonProcess, site: Site, answers: dict) ->
     return None
 
 
+class _Sampler:
+    """Reads status every 0.3 s in a thread, keeping the invariant violations it sees."""
+
+    def __init__(self, daemon: DaemonProcess):
+        self.daemon, self.samples, self.violations = daemon, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            self.add(self.daemon.status())
+
+    def add(self, status: dict) -> None:
+        self.samples += 1
+        self.violations.extend(status["invariants"]["violations"])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _run_jobs(daemon: DaemonProcess, jobs: list, answers: dict) -> None:
+    with daemon.client() as c:
+        for n, (_, req, answer) in enumerate(c.submit_many(jobs, concurrency=6), 1):
+            answers[req.id] = answer
+            _say(f"[{n}/{len(jobs)}] {req.id}: {answer.status}"
+                 + (f" ({answer.error.code})" if answer.error else "")
+                 + f" in {answer.elapsed_ms:.0f} ms on {answer.browser}")
+
+
 def run_demo() -> dict:
     workdir = tempfile.mkdtemp(prefix="foxden-demo-", dir="/tmp")
     report: dict = {"workdir": workdir}
-    samples, violations = 0, []
     try:
         with Site() as site:
             cfg = write_config(os.path.join(workdir, "foxden.toml"), demo_config(os.path.join(workdir, "state")))
@@ -81,58 +111,47 @@ def run_demo() -> dict:
             _say(f"{st['browsers']['live']} {st['engine']} browsers ready in {report['startup_s']}s")
             answers: dict = {}
             jobs = workload(site)
-            stop_sampling = threading.Event()
-
-            def sample():
-                nonlocal samples
-                while not stop_sampling.wait(0.3):
-                    s = daemon.status()
-                    samples += 1
-                    violations.extend(s["invariants"]["violations"])
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            with daemon.client() as c:
-                for n, (_, req, answer) in enumerate(c.submit_many(jobs, concurrency=6), 1):
-                    answers[req.id] = answer
-                    _say(f"[{n}/{len(jobs)}] {req.id}: {answer.status}"
-                         + (f" ({answer.error.code})" if answer.error else "")
-                         + f" in {answer.elapsed_ms:.0f} ms on {answer.browser}")
+            sampler = _Sampler(daemon)
+            _run_jobs(daemon, jobs, answers)
             victim = _kill_a_browser_mid_job(daemon, site, answers)
             a = answers.get("killed-mid-job")
             if a is not None:
                 _say(f"killed browser {victim} mid-job: {a.status} after {a.attempts} attempts on {a.browser}")
-            stop_sampling.set()
-            sampler.join()
+            sampler.stop()
             final = daemon.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == s["pool"]["target"])
-            violations.extend(final["invariants"]["violations"])
-            samples += 1
+            sampler.add(final)
             _say("stopping the daemon")
             rc = daemon.stop()
             left = daemon.leftovers()
             if left:
                 daemon.kill_leftovers()
-        expected = [r.id for r in jobs] + ["killed-mid-job"]
-        report.update({
-            "jobs": len(expected),
-            "answered": len(answers),
-            "lost": sorted(set(expected) - set(answers)),
-            "by_status": dict(Counter(a.status for a in answers.values())),
-            "by_error": dict(Counter(a.error.code for a in answers.values() if a.error)),
-            "answers": {k: v.to_json_dict() for k, v in sorted(answers.items())},
-            "watchdog_kills": final["watchdog"]["kills_by_reason"],
-            "restarts": final["restarts"],
-            "exits": final["exits"],
-            "invariant_samples": samples,
-            "invariant_violations": violations,
-            "daemon_exit_code": rc,
-            "processes_left": [p.pid for p in left],
-        })
-        report["ok"] = (not report["lost"] and not violations and not left and rc == 0
-                        and answers["killed-mid-job"].status == "ok")
+        report.update(_verdict([r.id for r in jobs] + ["killed-mid-job"], answers, final, sampler, rc, left))
         return report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _verdict(expected: list, answers: dict, final: dict, sampler: _Sampler, rc: int, left: list) -> dict:
+    """The report's figures, and whether the demo kept every promise."""
+    report = {
+        "jobs": len(expected),
+        "answered": len(answers),
+        "lost": sorted(set(expected) - set(answers)),
+        "by_status": dict(Counter(a.status for a in answers.values())),
+        "by_error": dict(Counter(a.error.code for a in answers.values() if a.error)),
+        "answers": {k: v.to_json_dict() for k, v in sorted(answers.items())},
+        "watchdog_kills": final["watchdog"]["kills_by_reason"],
+        "restarts": final["restarts"],
+        "exits": final["exits"],
+        "invariant_samples": sampler.samples,
+        "invariant_violations": sampler.violations,
+        "daemon_exit_code": rc,
+        "processes_left": [p.pid for p in left],
+    }
+    killed = answers.get("killed-mid-job")
+    report["ok"] = (not report["lost"] and not sampler.violations and not left and rc == 0
+                    and killed is not None and killed.status == "ok")
+    return report
 
 
 def render(report: dict) -> str:
