@@ -51,6 +51,9 @@ def codes_built_outside_the_registry(source: str) -> list[tuple[int, str]]:
             if at is not None and len(node.args) > at:
                 literal = node.args[at]
             literal = next((k.value for k in node.keywords if k.arg == "code"), literal)
+            # Any other call handed a code by hand (a helper that takes a code: self._end(conn, "x", ...)).
+            literal = literal or next((a for a in node.args if isinstance(a, ast.Constant)
+                                       and a.value in known - STATUSES), None)
         elif isinstance(node, ast.Tuple) and len(node.elts) in (2, 3):
             # (code, message) or (status, code, message)
             *status, first, second = node.elts
@@ -98,6 +101,7 @@ def test_nothing_in_foxden_builds_an_error_code_outside_the_registry():
     'z = {"code": "bad_input", "message": "line 1"}',
     'return "rejected", "queue_full", "too many"',
     'error = ("session_lost", self.why(session))',
+    'self._end(conn, "frame_too_large", "more than 16 KiB before the hello")',
 ])
 def test_the_registry_check_finds_a_code_written_by_hand(snippet):
     assert codes_built_outside_the_registry(snippet), snippet

@@ -273,7 +273,7 @@ class GatewayActor(FoxdenActor):
         elif decoded or conn.frame_started is None:
             conn.frame_started = now
         if not conn.authed and not conn.closing and conn.decoder.pending() > UNAUTH_MAX_BUFFER:
-            self._end(conn, "frame_too_large", f"more than {UNAUTH_MAX_BUFFER} bytes sent before the hello frame")
+            self._end(conn, ErrorCode.FRAME_TOO_LARGE, f"more than {UNAUTH_MAX_BUFFER} bytes sent before the hello frame")
 
     def _handle(self, conn: Conn, item) -> None:
         if isinstance(item, wire.ProtocolError):

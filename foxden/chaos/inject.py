@@ -14,7 +14,7 @@ import psutil
 from foxden import procs
 from foxden.chaos import badframe
 from foxden.chaos.context import Context
-from foxden.chaos.faults import PER_SECOND
+from foxden.chaos.faults import PER_SECOND, Fault
 from foxden.chaos.load import Load
 
 __all__ = ["Target", "SignalFault", "SIGNAL_FAULTS", "Injector", "candidates"]
@@ -95,14 +95,14 @@ class Injector:
 
     def inject(self, kind: str) -> None:
         rng = self.rngs[kind]
-        if kind == "bad_frame":
+        if kind == Fault.BAD_FRAME:
             variant = rng.choice(badframe.VARIANTS)
             if badframe.send_bad_frame(self.ctx, variant, rng):
                 with self.ctx.lock:
                     self.bad_frames[variant] += 1
-                self.ctx.count("bad_frame")
-                self.ctx.event("bad_frame", variant=variant)
-        elif kind == "burst":
+                self.ctx.count(Fault.BAD_FRAME)
+                self.ctx.event(Fault.BAD_FRAME, variant=variant)
+        elif kind == Fault.BURST:
             self.load.start_burst()
         else:
             self._signal(kind, SIGNAL_FAULTS[kind], rng)
