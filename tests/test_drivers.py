@@ -50,8 +50,8 @@ def _launch(tmp_path, driver: str = "cdp"):
 
 
 def _ends(call, *args, within: float = 60.0):
-    """call(*args), which must return (or raise) within a generous deadline; durations are bench/'s
-    (bench/drivers.py), a test only asks that a bounded call ends at all."""
+    """call(*args), which must return (or raise) within a generous deadline: a test only asks that a
+    bounded call ends at all (job latencies are measured by `python -m bench.run`, bench/drivers.py)."""
     import concurrent.futures
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:

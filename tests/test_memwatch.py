@@ -25,8 +25,8 @@ kid.kill()
 
 
 def test_a_new_tree_is_read_at_once_and_refreshed_in_the_background(monkeypatch):
-    # Which thread reads smaps: the caller's only for a tree never read before (how long
-    # a read takes is a duration, measured by bench/, not asserted here).
+    # Which thread reads smaps: the caller's only for a tree never read before. How long a
+    # status spends on it is a duration, not asserted here: status's sample_ms.document shows it.
     readers: list[int] = []
     real = memwatch.procs.pss_bytes
 
