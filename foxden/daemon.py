@@ -283,6 +283,20 @@ class Daemon:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.lock_fd = fd
+        # The lock must die with this process alone. Thespian forks every actor,
+        # and a forked child shares the locked file description: a daemon
+        # SIGKILLed while its actors are hung left the lock held by them, and the
+        # next daemon refused to start ("another daemon is running", its pid
+        # dead) instead of reaping them.
+        os.register_at_fork(after_in_child=self._drop_inherited_lock)
+
+    def _drop_inherited_lock(self) -> None:
+        if self.lock_fd is not None:
+            try:
+                os.close(self.lock_fd)
+            except OSError:
+                pass
+            self.lock_fd = None
 
     # --- run -------------------------------------------------------------------
 

@@ -68,7 +68,9 @@ class DaemonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                with self.client() as c:
+                # A timeout: a socket path still served by a frozen process of an
+                # earlier instance accepts a connection and never answers.
+                with self.client(timeout=5.0) as c:
                     c.ping()
                 break
             except ClientError:

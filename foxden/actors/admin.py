@@ -223,6 +223,8 @@ class AdminActor(FoxdenActor):
                 "version": c["version"], "state": c["state"], "job": c["job"], "jobs_done": c["jobs_done"],
                 "started_at": c["started_at"], "age_s": c["age_s"], "sessions": c["sessions"],
                 "pss_bytes": self.memwatch.pss(c["pid"]) if c["pid"] else 0,
+                # the supervisor's own last reading: what admission and max_pss_mb judge by (0: none yet)
+                "pss_sampled": c.get("pss_sampled", 0),
             })
         return {
             "instance": self.instance,
