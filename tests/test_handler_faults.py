@@ -120,12 +120,16 @@ def _nothing_left_of(d, victim: dict, procs_before: list) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("point", ["supervisor.child_exited", "supervisor.exit_notice"])
 def test_a_supervisor_cleanup_that_raises_still_answers_the_job_once_and_restores_the_pool(
-        make_daemon, site, monkeypatch):
-    # Raised in the one cleanup path after the child left the supervisor's
-    # record, before its processes were swept: BrowserGone still goes out
-    # (finally), the repair sweeps, applies the restart policy and refills.
-    monkeypatch.setenv(FAULTS_ENV, "supervisor.child_exited=b1,supervisor.child_exited=b2")
+        make_daemon, site, monkeypatch, point):
+    # child_exited: raised in the one cleanup path after the child left the
+    # supervisor's record, before its processes were swept: BrowserGone
+    # still goes out (finally), the repair sweeps, applies the restart
+    # policy and refills. exit_notice: raised on Thespian's exit notice
+    # before the cleanup path: the child is still in the record, and the
+    # watchdog's missed-exit check cleans it up a tick later.
+    monkeypatch.setenv(FAULTS_ENV, f"{point}=b1,{point}=b2")
     monkeypatch.setenv(STRICT_ENV, "1")
     d = make_daemon({"pool": {"size": 2, "launch_timeout_s": 90.0}, "jobs": {"retries": 1, "timeout_s": 60.0}})
     d.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2, timeout=120)
@@ -135,7 +139,9 @@ def test_a_supervisor_cleanup_that_raises_still_answers_the_job_once_and_restore
     assert st["restarts"] == 1 and st["exits"] == {"crash": 1}, (st["restarts"], st["exits"])
     assert st["totals"]["retried"] == 1 and st["totals"]["submitted"] == 1, st["totals"]
     assert status_json(d)["invariants"]["ok"]
-    assert f"InjectedFault: fault injected at supervisor.child_exited for {victim['id']}" in d.log_tail(100_000)
+    assert f"InjectedFault: fault injected at {point} for {victim['id']}" in d.log_tail(100_000)
+    if point == "supervisor.exit_notice":
+        assert f"browser {victim['id']}: no exit notice from Thespian; cleaning up" in d.log_tail(100_000)
     _nothing_left_of(d, victim, procs_before)
 
 

@@ -360,6 +360,8 @@ class SupervisorActor(FoxdenActor):
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
         child = next((c for c in self.children.values() if c.addr == msg.childAddress), None)
         if child is not None:
+            # A failure up to here leaves the child in the record: _missed_exits cleans it up.
+            fault_point("supervisor.exit_notice", child.id)
             self._child_exited(child)
 
     def _missed_exits(self, now: float) -> None:
