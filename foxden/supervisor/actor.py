@@ -232,9 +232,9 @@ class SupervisorActor(FoxdenActor):
         retire = None if self.stopping else pool.recycle_reason(child, self.children.values(),
                                                                 self.config.recycle, now)
         fault_point("supervisor.job_done", child.id)
-        child.ends += 1
         self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome,
                                                not self.stopping and retire is None))
+        child.ends += 1  # once it is sent: until then repair() sees the attempt end as owed
         if self.stopping:
             self._request_stop(child, ExitReason.SHUTDOWN)
         elif retire:
