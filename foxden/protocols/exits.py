@@ -33,6 +33,7 @@ class ExitReason(StrEnum):
     RECYCLED_MEMORY = "recycled_memory"
     DEGRADED = "degraded"  # its jobs got much slower than the rest of the pool's
     IDLE = "idle"  # an elastic pool shrinking
+    REPAIRED = "repaired"  # the supervisor's handler for its job's end failed: replaced, never left half-known
     # Sibling stops: stopped as part of another child's group restart.
     SIBLING_ONE_FOR_ALL = "sibling_one_for_all"
     SIBLING_REST_FOR_ONE = "sibling_rest_for_one"
@@ -82,5 +83,5 @@ class ExitReason(StrEnum):
 
 _FAILURES = frozenset({ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED})
 _RETIREMENTS = frozenset({ExitReason.RECYCLED_JOBS, ExitReason.RECYCLED_AGE, ExitReason.RECYCLED_MEMORY,
-                          ExitReason.DEGRADED, ExitReason.IDLE})
+                          ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED})
 _SIBLING_STRATEGIES = {ExitReason.SIBLING_ONE_FOR_ALL: "one_for_all", ExitReason.SIBLING_REST_FOR_ONE: "rest_for_one"}

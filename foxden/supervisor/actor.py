@@ -11,7 +11,7 @@ from collections import Counter
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
 from foxden import logs, procs
-from foxden.actors.base import FoxdenActor
+from foxden.actors.base import FoxdenActor, OnFailure, fault_point
 from foxden.protocols.exits import ExitReason
 from foxden.protocols.messages import (
     Assign,
@@ -57,9 +57,14 @@ class SupervisorActor(FoxdenActor):
     ChildActorExited, or by _missed_exits when Thespian dropped that notice),
     which is also the only place that kills stragglers, removes temp dirs,
     tells the dispatcher about the lost attempt and applies the restart
-    policy. Everything else that wants a child gone only kills its processes."""
+    policy. Everything else that wants a child gone only kills its processes.
+
+    A handler that raises is repaired (OnFailure.REPAIR, see repair()):
+    the dispatcher always learns that a child is gone or that its attempt
+    ended, and the pool returns to its target."""
 
     role = "supervisor"
+    on_failure = OnFailure.REPAIR
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,6 +87,10 @@ class SupervisorActor(FoxdenActor):
         self.restarts = self.gones = 0
         self.hang_to_dead_ms: list[float] = []
         self.lingering: dict[int, Lingering] = {}
+        # Children out of `children` whose exit the restart policy has not
+        # been applied to yet, with the start order at their exit: normally
+        # for the span of one _child_exited; longer only if it failed (repair).
+        self.exiting: dict[str, tuple[Child, list[str]]] = {}
 
     # --- wiring --------------------------------------------------------------
 
@@ -222,9 +231,10 @@ class SupervisorActor(FoxdenActor):
         child.last_pong = child.idle_since = now
         retire = None if self.stopping else pool.recycle_reason(child, self.children.values(),
                                                                 self.config.recycle, now)
-        child.ends += 1
+        fault_point("supervisor.job_done", child.id)
         self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome,
                                                not self.stopping and retire is None))
+        child.ends += 1  # once it is sent: until then repair() sees the attempt end as owed
         if self.stopping:
             self._request_stop(child, ExitReason.SHUTDOWN)
         elif retire:
@@ -239,8 +249,10 @@ class SupervisorActor(FoxdenActor):
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender) -> None:
         if msg.payload == TICK:
-            self._tick()
-            self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
+            try:
+                self._tick()
+            finally:  # a failed tick must not end the watchdog
+                self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
         else:
             self._fill()
 
@@ -348,6 +360,8 @@ class SupervisorActor(FoxdenActor):
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
         child = next((c for c in self.children.values() if c.addr == msg.childAddress), None)
         if child is not None:
+            # A failure up to here leaves the child in the record: _missed_exits cleans it up.
+            fault_point("supervisor.exit_notice", child.id)
             self._child_exited(child)
 
     def _missed_exits(self, now: float) -> None:
@@ -363,21 +377,44 @@ class SupervisorActor(FoxdenActor):
                 self._child_exited(child)
 
     def _child_exited(self, child: Child) -> None:
-        """The one cleanup path for a child whose actor is gone."""
-        order = list(self.children)  # start order, for the group restarts
+        """The one cleanup path for a child whose actor is gone.
+
+        A failure before the child leaves `children` heals itself: its actor
+        process is dead, so _missed_exits runs this again on a later tick.
+        After it has left, the dispatcher must learn of it whatever fails
+        (BrowserGone, in the finally: the job it ran gets its one answer);
+        the restart policy is applied as a step of its own, which repair()
+        completes if anything here raised."""
+        self.exiting[child.id] = (child, list(self.children))  # start order, for the group restarts
         del self.children[child.id]
-        now = time.monotonic()
-        for proc in reaper.sweep(child, now):
-            self.lingering[proc.pid] = proc
         reason = child.exit_reason or ExitReason.CRASH
-        self._report_exit(child, reason)
+        try:
+            self._count_exit(child, reason)
+            fault_point("supervisor.child_exited", child.id)
+            self._sweep(child)
+        finally:
+            self.gones += 1  # sequence number of BrowserGone messages (see Child.assigns)
+            self.send(self.dispatcher, BrowserGone(child.id, child.job.key if child.job else None, reason.value,
+                                                   child.exit_detail, child.sessions))
+        self._after_exit(child.id)
+
+    def _sweep(self, child: Child) -> None:
+        """Kill what is left of a dead child and remove its files (idempotent)."""
+        for proc in reaper.sweep(child, time.monotonic()):
+            self.lingering[proc.pid] = proc
+
+    def _after_exit(self, bid: str) -> None:
+        """Apply the restart policy to one exit (once: it leaves `exiting` first)."""
+        child, order = self.exiting.pop(bid)
+        now = time.monotonic()
         if self.stopping:
             self._maybe_stopped()
         elif not self.failed:
+            reason = child.exit_reason or ExitReason.CRASH
             self._carry_out(policy.on_exit(self.policy, self.history, reason, now, order, child.id), now)
 
-    def _report_exit(self, child: Child, reason: ExitReason) -> None:
-        """Count and log one exit, and tell the dispatcher (BrowserGone, the attempt it ends)."""
+    def _count_exit(self, child: Child, reason: ExitReason) -> None:
+        """Count and log one exit."""
         if reason is ExitReason.TIMEOUT:
             self.hang_to_dead_ms.append((time.monotonic() - child.deadline) * 1000.0)  # the sweep included
             del self.hang_to_dead_ms[:-1000]
@@ -387,9 +424,6 @@ class SupervisorActor(FoxdenActor):
         with logs.context(browser=child.id, job=child.job.id if child.job else None):
             log.info("browser %s exited (%s) after %d jobs; %d live", child.id, reason.value, child.jobs_done,
                      len(self.children))
-        self.gones += 1  # sequence number of BrowserGone messages (see Child.assigns)
-        self.send(self.dispatcher, BrowserGone(child.id, child.job.key if child.job else None, reason.value,
-                                               child.exit_detail, child.sessions))
 
     def _carry_out(self, plan: policy.ExitPlan, now: float) -> None:
         """Act on the restart policy's plan for one exit."""
@@ -430,6 +464,42 @@ class SupervisorActor(FoxdenActor):
         for other in list(self.children.values()):
             self._request_stop(other, ExitReason.SHUTDOWN)
         self.send(self.dispatcher, PoolFailed(error))
+
+    # --- after a failed handler ------------------------------------------------
+
+    def repair(self, msg) -> None:
+        """Finish what a failed handler left half-done; idempotent (base.OnFailure.REPAIR).
+
+        An exit cut short is swept again and its restart policy applied (its
+        BrowserGone went out in _child_exited's finally). An attempt whose
+        JobDone handler failed before its JobFinished gets that JobFinished
+        now, with available=False, and its browser is retired: neither the
+        dispatcher nor this actor is left with a browser that is busy
+        forever. Then the pool is brought back to its target. Raising here
+        crashes the supervisor; the daemon's watch then stops the instance."""
+        for bid in list(self.exiting):
+            self._sweep(self.exiting[bid][0])
+            self._after_exit(bid)
+        if isinstance(msg, JobDone):
+            self._repair_job_done(msg)
+        if self.stopping:
+            self._maybe_stopped()
+        elif not self.failed:
+            self._rescale(time.monotonic())
+            self._fill()
+
+    def _repair_job_done(self, msg: JobDone) -> None:
+        child = self.children.get(msg.browser)
+        if child is None or child.assigns <= child.ends:
+            return  # gone (its BrowserGone answers for it), or its JobFinished went out
+        if child.job is not None and child.job.key != msg.job_key:
+            return  # the JobDone of an attempt given up on, not the one in flight
+        if child.state is BUSY:
+            child.move(IDLE)  # its job did end: a retirement asks it to exit, never kills it
+        child.job = None
+        child.ends += 1
+        self.send(self.dispatcher, JobFinished(msg.browser, msg.job_key, msg.outcome, available=False))
+        self._retire(child, ExitReason.REPAIRED)
 
     # --- stopping --------------------------------------------------------------
 
