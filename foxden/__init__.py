@@ -1,15 +1,7 @@
 """foxden: a supervised den of headless browsers on Thespian actors."""
 from foxden.aclient import AsyncClient
-from foxden.client import (
-    BrokenByDaemonError,
-    Client,
-    ClientError,
-    ClosedByCallerError,
-    ServerError,
-    TimedOutError,
-    UnreachableError,
-    job_request,
-)
+from foxden.client import BrokenByDaemonError, Client, ClientError, ClosedByCallerError, ServerError
+from foxden.client import TimedOutError, UnreachableError, job_request
 from foxden.config import Config, ConfigError, load_config
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.wire import Answer, ErrorInfo, JobRequest, PageResult, ProtocolError

@@ -6,15 +6,8 @@ import itertools
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
-from foxden.client import (
-    BrokenByDaemonError,
-    ClientError,
-    ClosedByCallerError,
-    ServerError,
-    TimedOutError,
-    UnreachableError,
-    job_request,
-)
+from foxden.client import BrokenByDaemonError, ClientError, ClosedByCallerError, ServerError
+from foxden.client import TimedOutError, UnreachableError, job_request
 from foxden.protocols import wire
 
 CONNECT_TIMEOUT_S = 10.0

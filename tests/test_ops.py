@@ -191,27 +191,6 @@ def test_async_client_unreachable_daemon(tmp_path):
 
 
 @pytest.mark.browser
-def test_async_client_when_the_daemon_dies_mid_request(make_daemon, site):
-    d = make_daemon({"pool": {"size": 1}})
-    d.expect_failure = True  # it is SIGKILLed on purpose
-
-    async def main():
-        async with AsyncClient.from_config(d.config) as c:
-            job = asyncio.create_task(c.submit(site.url("/"), eval=HANG, timeout_s=120))
-            while (await c.status())["queue"]["in_flight"] != 1:
-                await asyncio.sleep(0.05)
-            # What an OOM kill does: every process of the daemon dies at once.
-            d.proc.kill()
-            d.kill_leftovers()
-            with pytest.raises(ClientError, match="closed the connection|broke"):
-                await asyncio.wait_for(job, 10)
-            with pytest.raises(ClientError):
-                await asyncio.wait_for(c.status(), 10)
-
-    asyncio.run(main())
-
-
-@pytest.mark.browser
 def test_async_client_when_the_daemon_stops_mid_request(make_daemon, site):
     d = make_daemon({"pool": {"size": 1}, "daemon": {"grace_s": 1.0}})
 
