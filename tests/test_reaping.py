@@ -312,3 +312,23 @@ def test_a_process_that_outlives_the_cleanup_s_wait_is_killed_again_until_gone(t
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_browser_dir_that_comes_back_after_its_cleanup_is_removed_again(make_daemon):
+    """A chaos run found a dead browser's profile dir back ~100 ms after the one cleanup path removed it
+    (profile/Default/Network Persistent State, written by a process gone by the time anyone looked). Such
+    a late write cannot be caused on demand, so the test writes it, right after the cleanup; the
+    supervisor must remove it again and say so."""
+    d = make_daemon({"pool": {"size": 1}})
+    child = d.wait_until(lambda s: [x["state"] for x in s["children"]] == ["idle"])["children"][0]
+    os.kill(child["browser_pids"][0], signal.SIGKILL)
+    d.wait_until(lambda s: child["id"] not in [x["id"] for x in s["children"]], interval=0.02)
+    late = os.path.join(procs.browsers_dir(d.config.daemon.state_dir), child["id"], "profile", "Default")
+    os.makedirs(late)
+    with open(os.path.join(late, "Network Persistent State"), "w") as f:
+        f.write("{}")
+    deadline = time.monotonic() + 30
+    while os.path.lexists(os.path.dirname(os.path.dirname(late))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.lexists(os.path.dirname(os.path.dirname(late))), "a dead browser's dir came back and stayed"
+    assert "came back" in d.log_tail(100_000) and "Network Persistent State" in d.log_tail(100_000)

@@ -87,6 +87,7 @@ class SupervisorActor(FoxdenActor):
         self.restarts = self.gones = 0
         self.hang_to_dead_ms: list[float] = []
         self.lingering: dict[int, Lingering] = {}
+        self.removed_dirs: dict[str, float] = {}  # temp dirs of recent exits, looked at again (reaper.recheck_dirs)
         # Children out of `children` whose exit the restart policy has not
         # been applied to yet, with the start order at their exit: normally
         # for the span of one _child_exited; longer only if it failed (repair).
@@ -296,6 +297,7 @@ class SupervisorActor(FoxdenActor):
 
     def _recheck_lingering(self, now: float) -> None:
         reaper.recheck_lingering(self.lingering, now)
+        reaper.recheck_dirs(self.removed_dirs, now)
 
     def _orphaned(self) -> None:
         """The daemon is gone (SIGKILL, an OOM kill): end its whole instance, then this process.
@@ -400,8 +402,10 @@ class SupervisorActor(FoxdenActor):
 
     def _sweep(self, child: Child) -> None:
         """Kill what is left of a dead child and remove its files (idempotent)."""
-        for proc in reaper.sweep(child, time.monotonic()):
+        now = time.monotonic()
+        for proc in reaper.sweep(child, now):
             self.lingering[proc.pid] = proc
+        self.removed_dirs[child.tmpdir] = now
 
     def _after_exit(self, bid: str) -> None:
         """Apply the restart policy to one exit (once: it leaves `exiting` first)."""

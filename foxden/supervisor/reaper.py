@@ -10,9 +10,13 @@ import psutil
 from foxden import procs
 from foxden.supervisor.children import Child, Lingering
 
-__all__ = ["known_processes", "recheck_lingering", "sweep", "unclaimed_pids"]
+__all__ = ["RECHECK_DIRS_S", "known_processes", "recheck_dirs", "recheck_lingering", "remove_dir", "sweep",
+           "unclaimed_pids"]
 
 log = logging.getLogger("foxden.supervisor")
+
+# How long a dead browser's temp dir is looked at again after its cleanup removed it.
+RECHECK_DIRS_S = 5.0
 
 
 def known_processes(child: Child) -> list[psutil.Process]:
@@ -71,3 +75,22 @@ def recheck_lingering(lingering: dict[int, Lingering], now: float) -> None:
 def remove_dir(tmpdir: str) -> None:
     """Remove a browser's temp dir, following no symlink (the browsers dir itself included)."""
     procs.safe_rmtree(os.path.dirname(tmpdir), os.path.basename(tmpdir))
+
+
+def recheck_dirs(removed: dict[str, float], now: float) -> None:
+    """Remove again the temp dirs of browsers cleaned up in the last RECHECK_DIRS_S, if they came back.
+
+    A chaos run found a dead browser's profile dir back ~100 ms after its
+    cleanup, holding only `profile/Default/Network Persistent State`,
+    written by a process that was gone by the time anyone looked (a write
+    racing the removal). Whatever wrote it, the dir is ours to remove; what
+    came back is logged, for the next one who looks."""
+    for tmpdir, since in list(removed.items()):
+        if os.path.lexists(tmpdir):
+            came_back = sorted(os.path.relpath(os.path.join(root, name), tmpdir)
+                               for root, dirs, files in os.walk(tmpdir) for name in dirs + files)[:10]
+            remove_dir(tmpdir)
+            log.warning("%s came back %.2fs after its cleanup (%s); removed it again", tmpdir, now - since,
+                        ", ".join(came_back) or "empty")
+        if now - since > RECHECK_DIRS_S:
+            del removed[tmpdir]
