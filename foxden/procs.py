@@ -161,7 +161,7 @@ def process_state(pid: int) -> str:
     return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
 
 
-def _marker(pid: int) -> str | None:
+def marker_of(pid: int) -> str | None:
     """The FOXDEN_OWNER value in pid's initial environment, or None."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
@@ -189,7 +189,7 @@ def find_marked(prefix: str, *, exclude: Iterable[int] = ()) -> list[psutil.Proc
     table = ProcessTable()
     uid = os.geteuid()
     roots = [pid for pid in table.pids() if pid not in skip and table.uid(pid) == uid
-             and (_marker(pid) or "\0").startswith(prefix)]
+             and (marker_of(pid) or "\0").startswith(prefix)]
     ours = dict.fromkeys(roots)
     for root in roots:
         started = table.started(root)

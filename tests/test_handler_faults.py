@@ -114,7 +114,7 @@ def _slow_job_on_a_killed_browser(d, site) -> tuple[object, dict, list]:
 def _nothing_left_of(d, victim: dict, procs_before: list) -> None:
     survivors = [p for p in procs_before if procs.alive(p)]
     tmpdir = os.path.join(procs.browsers_dir(d.config.daemon.state_dir), victim["id"]) + "/"
-    marked = procs.find_marked(f"{victim['instance']}/{victim['id']}/", path=tmpdir)
+    marked = procs.find_marked(f"{victim['instance']}/{victim['id']}/")
     assert not survivors and not marked, (survivors, marked)
     assert not os.path.exists(tmpdir)
 
