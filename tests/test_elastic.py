@@ -131,14 +131,15 @@ class _Balloon:
 
 
 def test_memory_admission_judges_by_the_measured_pss_holds_back_and_resumes(make_daemon, site):
-    """With available memory minus headroom between a browser's measured PSS and the 400 MiB
-    default estimate, only admission by the measured PSS starts a second browser.
+    """Admission judges by the browser's measured PSS (not the 400 MiB default), holds a
+    start back while less than that is available above the headroom, and resumes once it is.
 
     The headroom is what is available now minus 4 GiB; a balloon process then holds
-    available memory at headroom + PSS/2 (held back) and at headroom + (PSS + 400 MiB)/2
-    (admitted), adjusting every 10 ms, so the margins are half the gap on each side
-    (~100 MiB with Chromium's ~200 MiB) whatever else the machine does, as long as the
-    rest of it takes less than 4 GiB more meanwhile."""
+    available memory at headroom + PSS/2 (held back) and at headroom + 3/2 PSS (admitted),
+    adjusting every 10 ms, so the margins are half a browser's PSS on each side whatever
+    else the machine does, as long as the rest of it takes less than 4 GiB more meanwhile.
+    The estimate it judged by is compared with the supervisor's own reading in the same
+    status sample: equal, whatever the PSS (a busy Chromium measured 200-400 MiB here)."""
     if procs.available_memory() < HOG_ROOM + (2 << 30):
         pytest.skip("needs 6 GiB of available memory")
     headroom = procs.available_memory() - HOG_ROOM
@@ -158,7 +159,7 @@ def test_memory_admission_judges_by_the_measured_pss_holds_back_and_resumes(make
                 readings.append(_child(d.status(), "b1")["pss_sampled"])
                 time.sleep(0.25)
             pss = max(readings)
-            assert 10 * MiB < pss < DEFAULT_ESTIMATE - 80 * MiB, f"a browser of {pss >> 20} MiB leaves no window"
+            assert pss > 10 * MiB, f"a browser of {pss >> 20} MiB: not a real reading"
 
             balloon.hold(headroom + pss // 2)  # less than a browser's measured PSS is left
             tap.submit(job_request(site.url("/page/1"), id="second"))
@@ -167,11 +168,12 @@ def test_memory_admission_judges_by_the_measured_pss_holds_back_and_resumes(make
             # What it judged by is the measured PSS, not the default (the one noise-free check of it:
             # the behaviour below depends on available memory, which the rest of the machine moves).
             need = int(re.search(r"needs ~(\d+) MiB", st["pool"]["held_back"]).group(1)) * MiB
-            assert abs(need - pss) < 0.3 * pss and need < DEFAULT_ESTIMATE, (pss >> 20, st["pool"]["held_back"])
+            now = _child(st, "b1")["pss_sampled"]  # the reading this sample's admission used
+            assert abs(need - now) <= 2 * MiB, (now >> 20, DEFAULT_ESTIMATE >> 20, st["pool"]["held_back"])
             tap.drain(quiet_s=0.5, timeout=5)
             assert not tap.replies, "the second job was answered while no browser could start"
 
-            balloon.hold(headroom + (pss + DEFAULT_ESTIMATE) // 2)  # enough for the measured PSS, not for 400 MiB
+            balloon.hold(headroom + pss * 3 // 2)  # enough for the measured PSS
             st = d.wait_until(lambda s: s["pool"]["held_back"] is None and s["browsers"]["live"] == 2, timeout=120)
             while not [rid for rid, r in tap.replies.items() if tap.requests[rid].id == "second"]:
                 assert tap.read(60), "the second job was not answered once memory was available"
