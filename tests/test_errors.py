@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from foxden import AsyncClient, safepickle
+from foxden import AsyncClient
+from foxden.transport import unpickle as safepickle
 from foxden.client import (
     BrokenByDaemonError,
     ClientError,

@@ -8,7 +8,8 @@ import socket
 import psutil
 import pytest
 
-from foxden import safepickle
+from foxden import transport
+from foxden.transport import unpickle as safepickle
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +36,7 @@ def test_allow_list_refuses_callables_and_unknown_classes():
     with pytest.raises(safepickle.RefusedPickle):
         safepickle.loads(pickle.dumps(psutil.Process))  # a class, but not one we exchange
     with pytest.raises(safepickle.RefusedPickle):
-        safepickle.loads(pickle.dumps(safepickle.install))  # a function in an allowed package
+        safepickle.loads(pickle.dumps(transport.install))  # a function in an allowed package
     from foxden.protocols.messages import Ping
     assert safepickle.loads(pickle.dumps(Ping(3))) == Ping(3)
 

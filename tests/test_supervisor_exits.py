@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from foxden import safepickle
+from foxden.transport import unpickle as safepickle
 from foxden.protocols.exits import ExitReason
 from foxden.protocols.messages import BrowserGone, Dying
 
