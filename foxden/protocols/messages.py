@@ -7,6 +7,7 @@ from typing import Any, Literal
 from foxden.protocols.wire import ErrorInfo, PageResult
 
 from foxden.protocols.exits import ExitReason
+from foxden.protocols.options import DEFAULT as DEFAULT_OPTIONS, JobOptions
 
 # These cross Thespian's transport between our own actor processes only.
 # Everything that comes from a client is decoded by foxden.protocols.wire
@@ -34,6 +35,7 @@ class JobSpec:
     # the supervisor. None: the Outcome rides in JobDone/JobFinished instead.
     answer_to: Any = None
     end_session: bool = False  # not a page: close `session`'s context (see Driver.end_session)
+    options: JobOptions = DEFAULT_OPTIONS  # the job's page options (foxden.protocols.options, issue #14)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,9 @@ class PageResult:
     eval: Any = None
     screenshot: bytes | None = None
     blocked: tuple[str, ...] = ()  # URLs the egress policy refused while the page loaded (at most 100)
+    html: str | None = None  # the serialized DOM after the waits, when the job asked for it (options.html)
+    pdf: bytes | None = None  # the page as PDF, when the job asked for it (options.pdf, Chromium only)
+    response_headers: dict | None = None  # the main document's response headers (lower-case names)
 
 
 @dataclass(frozen=True)
@@ -426,6 +429,9 @@ _PAGE_RESULT = _spec(PageResult, {
     "eval": _anything,
     "screenshot": _nullable(_bytes),
     "blocked": _text_list(100, _MAX_URL),
+    "html": _opt_text,
+    "pdf": _nullable(_bytes),
+    "response_headers": _nullable(_str_map),
 })
 _ANSWER = _spec(Answer, {
     "id": _text,

@@ -15,7 +15,8 @@ __all__ = ["MESSAGE_MODULES", "RefusedPickle", "allowed_pairs", "loads"]
 # they carry: configs, the engine choice, client requests and answers). Every
 # class *defined* there is allowed by its exact name, so a message added later
 # needs no list update -- and nothing those modules merely import is reachable.
-MESSAGE_MODULES = ("foxden.protocols.messages", "foxden.protocols.wire", "foxden.config", "foxden.engines")
+MESSAGE_MODULES = ("foxden.protocols.messages", "foxden.protocols.wire", "foxden.protocols.options", "foxden.config",
+                   "foxden.engines")
 
 # The rest, from recording every class unpickled while the daemon's tests ran
 # (FOXDEN_PICKLE_RECORD=path): Thespian's addresses and the system messages it
