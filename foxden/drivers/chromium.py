@@ -16,7 +16,14 @@ from foxden.engines import FIXES, EngineUnavailable
 from foxden.drivers import results
 from foxden.drivers.base import BrowserDied, Driver
 from foxden.drivers.cdp import CHILD_READ_FD, CHILD_WRITE_FD, CdpError, CdpPipe, CdpTimeout, PipeClosed
+from foxden.drivers.cdp_block import blocks
+from foxden.drivers.cdp_outputs import (SELECTOR_MISSING, element_box_expression, element_clip, full_page_clip,
+                                        lower_headers, summary_expression)
+from foxden.drivers.cdp_page import (auth_response, context_params, effective_options, option_step, page_commands,
+                                     viewport_metrics)
+from foxden.drivers.cdp_waits import navigation_done, wait_function_expression
 from foxden.protocols.messages import JobSpec, Outcome
+from foxden.protocols.options import DEFAULT, JobOptions
 
 log = logging.getLogger("foxden.chromium")
 
@@ -25,12 +32,6 @@ _LOG_TAIL = 2000
 # Chromium logs a line now and then for as long as it runs; a browser that
 # lives for days must not fill the disk with it.
 LOG_MAX_BYTES = 1 << 20
-
-# A page's JavaScript may replace these globals; the summary reads them anyway,
-# as Playwright's page.title() and page.url would. responseStatus is the main
-# document's HTTP status (0 for about:blank, which has no response).
-_SUMMARY = ("[document.title || '', document.documentElement ? document.documentElement.outerHTML.length : 0, "
-            "location.href, ((performance.getEntriesByType('navigation')[0] || {}).responseStatus) || 0]")
 
 # The job's eval, run as Playwright runs a string: evaluated as a global
 # script (statements allowed; the last value counts), called if that value is
@@ -58,10 +59,6 @@ _WAIT_FOR = """new Promise((resolve, reject) => {
   const timer = setInterval(() => { if (check()) done(); }, 100);
 })"""
 
-# Playwright's default viewport (and screen), so pages lay out alike on either driver.
-VIEWPORT = {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False,
-            "screenWidth": 1280, "screenHeight": 720}
-
 _FUNCTION_SOURCE = re.compile(r"^(async)?\s*function(\s|\()")
 
 
@@ -71,8 +68,11 @@ class _Page:
 
     target: str
     session: str
+    options: JobOptions = DEFAULT  # the job's effective options (a session's context options included)
     loader: str | None = None  # the main frame's current document
-    loaded: set = field(default_factory=set)  # loaders whose load event fired
+    lifecycle: set = field(default_factory=set)  # (loader, event name) of the main frame's lifecycle events
+    doc_headers: dict = field(default_factory=dict)  # loader -> its document's response headers
+    auth_tries: dict = field(default_factory=dict)  # request id -> proxy credential challenges answered
     crashed: bool = False
     detached: bool = False
 
@@ -103,6 +103,8 @@ class ChromiumDriver(Driver):
         self._pipe: CdpPipe | None = None
         self._pages: dict[str, _Page] = {}  # CDP session id -> page
         self._contexts: dict[str, str] = {}  # foxden session -> browser context id
+        self._session_options: dict[str, JobOptions] = {}  # foxden session -> its first job's options
+        self._user_agent = ""  # the browser's own, for a job that sets a locale but no user agent
         self._exited = False
 
     # --- lifecycle -------------------------------------------------------------
@@ -155,7 +157,9 @@ class ChromiumDriver(Driver):
             version = self._pipe.send("Browser.getVersion")
             # Downloads would land in the temp dir; a job never needs one.
             self._pipe.discard(self._pipe.send("Browser.setDownloadBehavior", {"behavior": "deny"}))
-            product = self._pipe.result(version, deadline).get("product", "")
+            reply = self._pipe.result(version, deadline)
+            product = reply.get("product", "")
+            self._user_agent = reply.get("userAgent", "")
         except (PipeClosed, CdpTimeout, CdpError) as exc:
             raise RuntimeError(f"chromium did not start: {exc}{self._log_tail()}") from None
         self.version = product.split("/", 1)[-1] or product
@@ -239,82 +243,148 @@ class ChromiumDriver(Driver):
         if page is None:
             return  # a page of an earlier job, already disposed
         if method == "Page.lifecycleEvent":
-            if params.get("name") == "load" and params.get("frameId") == page.target:
-                page.loaded.add(params.get("loaderId"))
+            if params.get("frameId") == page.target:
+                page.lifecycle.add((params.get("loaderId"), params.get("name")))
         elif method == "Page.frameNavigated":
             frame = params.get("frame", {})
             if frame.get("id") == page.target and not frame.get("parentId"):
                 page.loader = frame.get("loaderId")
+        elif method == "Network.responseReceived":
+            if params.get("type") == "Document" and params.get("frameId") == page.target:
+                page.doc_headers[params.get("loaderId")] = params.get("response", {}).get("headers")
+        elif method == "Fetch.requestPaused":
+            self._paused(page, params)
+        elif method == "Fetch.authRequired":
+            request = params.get("requestId")
+            page.auth_tries[request] = tries = page.auth_tries.get(request, 0) + 1
+            answer = auth_response(params.get("authChallenge", {}).get("source"), page.options.proxy, tries)
+            self._pipe.discard(self._pipe.send("Fetch.continueWithAuth", {
+                "requestId": request, "authChallengeResponse": answer}, page.session))
         elif method == "Inspector.targetCrashed":
             page.crashed = True
+
+    def _paused(self, page: _Page, params: dict) -> None:
+        """A request the job's Fetch patterns caught: fail it inside the browser if blocked, else let it go."""
+        request = params.get("requestId")
+        if blocks(page.options, params.get("request", {}).get("url", ""), params.get("resourceType")):
+            command = ("Fetch.failRequest", {"requestId": request, "errorReason": "BlockedByClient"})
+        else:
+            command = ("Fetch.continueRequest", {"requestId": request})
+        self._pipe.discard(self._pipe.send(*command, page.session))
 
     # --- jobs ------------------------------------------------------------------
 
     def run(self, job: JobSpec, budget_s: float) -> Outcome:
         deadline = time.monotonic() + budget_s
-        pipe = self._pipe
-        page: _Page | None = None
-        context: str | None = None
-        target: str | None = None
-        step = "context"
+        attempt = _Attempt()
         try:
-            context = self._context_for(job, deadline)
-            step = "page"
-            target = pipe.call("Target.createTarget", {"url": "about:blank", "browserContextId": context},
-                               deadline=deadline)["targetId"]
-            session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                deadline=deadline)["sessionId"]
-            page = self._pages[session] = _Page(target, session)
-            step = "navigate"
-            # Pipelined: Chromium runs a session's commands in order.
-            pipe.discard(pipe.send("Page.enable", None, session))
-            pipe.discard(pipe.send("Page.setLifecycleEventsEnabled", {"enabled": True}, session))
-            pipe.discard(pipe.send("Emulation.setDeviceMetricsOverride", VIEWPORT, session))
-            nav = pipe.call("Page.navigate", {"url": job.url}, session, deadline, page.gone)
-            if nav.get("errorText"):
-                return results.failed(step, f"{nav['errorText']} at {job.url}")
-            if page.loader is None:
-                page.loader = nav.get("loaderId")
-            pipe.wait_until(lambda: page.gone() is not None or page.loader is None or page.loader in page.loaded,
-                            deadline, "navigate")
-            if page.gone():
-                return results.failed(step, page.gone())
-            if job.wait_for:
-                step = "wait_for"
-                self._evaluate(page, _WAIT_FOR % json.dumps(job.wait_for), deadline)
-            step = "eval" if job.eval else "result"
-            if job.eval:
-                # No deadline on purpose: an expression that never settles is
-                # ended by the watchdog killing this browser.
-                source = job.eval.strip()
-                if _FUNCTION_SOURCE.match(source):
-                    source = f"({source})"
-                value, summary = self._evaluate(page, _EVAL.format(src=json.dumps(source), summary=_SUMMARY), None)
-            else:
-                value, summary = None, self._evaluate(page, _SUMMARY, deadline)
-            shot = None
-            if job.screenshot:
-                step = "screenshot"
-                data = pipe.call("Page.captureScreenshot", {"format": "png"}, session, deadline, page.gone)["data"]
-                shot = base64.b64decode(data)
-            title, length, url, status = summary
-            return results.page_outcome(final_url=url, http_status=status or None, title=title,
-                                        content_length=length, value=value, screenshot=shot)
+            return self._attempt(job, attempt, deadline)
         except CdpTimeout:
-            return results.timed_out(step, f"the attempt's budget of {budget_s:.1f}s ran out")
+            return results.timed_out(attempt.step, f"the attempt's budget of {budget_s:.1f}s ran out")
         except PipeClosed as exc:
-            raise BrowserDied(f"browser died during {step}: {exc}") from None
+            raise BrowserDied(f"browser died during {attempt.step}: {exc}") from None
         except (CdpError, _EvalError) as exc:
-            return results.failed(step, page.gone() if page is not None and page.gone() else str(exc))
+            page = attempt.page
+            return results.failed(attempt.step, page.gone() if page is not None and page.gone() else str(exc))
         finally:
-            self._release(page, target, context, job)
+            self._release(attempt.page, attempt.target, attempt.context, job)
             self._trim_log()
+
+    def _attempt(self, job: JobSpec, attempt: "_Attempt", deadline: float) -> Outcome:
+        """One job in a new page (of a new context, or its session's): every step, in order."""
+        pipe = self._pipe
+        first = self._session_options.get(job.session) if job.session and not job.new_session else None
+        options = effective_options(first, job.options)
+        attempt.context = self._context_for(job, options, deadline)
+        attempt.step = "page"
+        attempt.target = pipe.call("Target.createTarget", {"url": "about:blank", "browserContextId": attempt.context},
+                                   deadline=deadline)["targetId"]
+        session = pipe.call("Target.attachToTarget", {"targetId": attempt.target, "flatten": True},
+                            deadline=deadline)["sessionId"]
+        page = attempt.page = self._pages[session] = _Page(attempt.target, session, options)
+        failure = self._navigate(job, page, attempt, deadline)
+        if failure is not None:
+            return failure
+        if job.wait_for:
+            attempt.step = "wait_for"
+            self._evaluate(page, _WAIT_FOR % json.dumps(job.wait_for), deadline)
+        if options.wait_for_function:
+            attempt.step = "wait_for_function"
+            self._evaluate(page, wait_function_expression(options.wait_for_function), deadline)
+        attempt.step = "eval" if job.eval else "result"
+        summary_js = summary_expression(options.html)
+        if job.eval:
+            # No deadline on purpose: an expression that never settles is
+            # ended by the watchdog killing this browser.
+            source = job.eval.strip()
+            if _FUNCTION_SOURCE.match(source):
+                source = f"({source})"
+            value, summary = self._evaluate(page, _EVAL.format(src=json.dumps(source), summary=summary_js), None)
+        else:
+            value, summary = None, self._evaluate(page, summary_js, deadline)
+        shot = pdf = None
+        if job.screenshot or options.full_page or options.screenshot_selector:
+            attempt.step = "screenshot"
+            shot = self._screenshot(page, deadline)
+        if options.pdf:
+            attempt.step = "pdf"
+            data = pipe.call("Page.printToPDF", {}, session, deadline, page.gone)["data"]
+            pdf = base64.b64decode(data)
+        title, length, url, status = summary[:4]
+        return results.page_outcome(final_url=url, http_status=status or None, title=title,
+                                    content_length=length, value=value, screenshot=shot,
+                                    html=summary[4] if options.html else None, pdf=pdf,
+                                    response_headers=lower_headers(page.doc_headers.get(page.loader)))
+
+    def _navigate(self, job: JobSpec, page: _Page, attempt: "_Attempt", deadline: float) -> Outcome | None:
+        """Set the page up with the job's options, navigate, wait for `wait_until`; an Outcome if that failed."""
+        pipe, session, options = self._pipe, page.session, page.options
+        # Pipelined: Chromium runs a session's commands in order.
+        pipe.discard(pipe.send("Page.enable", None, session))
+        pipe.discard(pipe.send("Page.setLifecycleEventsEnabled", {"enabled": True}, session))
+        pipe.discard(pipe.send("Network.enable", None, session))  # the main document's response headers
+        pipe.discard(pipe.send("Emulation.setDeviceMetricsOverride", viewport_metrics(options.viewport), session))
+        sent = [(method, pipe.send(method, params, session))
+                for method, params in page_commands(options, job.url, self._user_agent)]
+        for method, command in sent:  # all sent first: one round trip for all of them
+            attempt.step = option_step(method)
+            pipe.result(command, deadline, page.gone)
+        attempt.step = "navigate"
+        nav = pipe.call("Page.navigate", {"url": job.url}, session, deadline, page.gone)
+        if nav.get("errorText"):
+            return results.failed(attempt.step, f"{nav['errorText']} at {job.url}")
+        if page.loader is None:
+            page.loader = nav.get("loaderId")
+        pipe.wait_until(lambda: page.gone() is not None or
+                        navigation_done(options.wait_until, page.loader, page.lifecycle), deadline, "navigate")
+        if page.gone():
+            return results.failed(attempt.step, page.gone())
+        return None
+
+    def _screenshot(self, page: _Page, deadline: float) -> bytes:
+        """A PNG of the viewport, of the whole page (full_page) or of one element (screenshot_selector)."""
+        params: dict = {"format": "png"}
+        selector = page.options.screenshot_selector
+        if selector:
+            box = self._evaluate(page, element_box_expression(selector), deadline)
+            if box == SELECTOR_MISSING:
+                raise _EvalError(f"no element matches screenshot_selector {selector!r}")
+            clip = element_clip(box)
+            if clip is None:
+                raise _EvalError(f"the element matching screenshot_selector {selector!r} has no area")
+            params.update(clip=clip, captureBeyondViewport=True)
+        elif page.options.full_page:
+            metrics = self._pipe.call("Page.getLayoutMetrics", None, page.session, deadline, page.gone)
+            params.update(clip=full_page_clip(metrics), captureBeyondViewport=True)
+        data = self._pipe.call("Page.captureScreenshot", params, page.session, deadline, page.gone)["data"]
+        return base64.b64decode(data)
 
     def sessions(self) -> tuple[str, ...]:
         return tuple(self._contexts)
 
     def end_session(self, session: str) -> bool:
         context = self._contexts.pop(session, None)
+        self._session_options.pop(session, None)
         if context is not None:
             try:
                 self._dispose(context)
@@ -322,14 +392,17 @@ class ChromiumDriver(Driver):
                 raise BrowserDied(f"browser died while ending session {session}: {exc}") from None
         return context is not None
 
-    def _context_for(self, job: JobSpec, deadline: float) -> str:
+    def _context_for(self, job: JobSpec, options: JobOptions, deadline: float) -> str:
+        """The job's browser context: its session's, else a new one (behind the job's proxy, if any)."""
         if job.session and job.new_session and job.session in self._contexts:
             self._dispose(self._contexts.pop(job.session))
         if job.session and job.session in self._contexts:
             return self._contexts[job.session]
-        context = self._pipe.call("Target.createBrowserContext", {}, deadline=deadline)["browserContextId"]
+        context = self._pipe.call("Target.createBrowserContext", context_params(options.proxy),
+                                  deadline=deadline)["browserContextId"]
         if job.session:
             self._contexts[job.session] = context
+            self._session_options[job.session] = options
         return context
 
     def _release(self, page: _Page | None, target: str | None, context: str | None, job: JobSpec) -> None:
@@ -360,6 +433,16 @@ class ChromiumDriver(Driver):
         if "exceptionDetails" in reply:
             raise _EvalError(_exception_text(reply["exceptionDetails"]))
         return from_deep(reply.get("result", {}).get("deepSerializedValue", {"type": "undefined"}))
+
+
+@dataclass
+class _Attempt:
+    """What one attempt has opened so far (released in any case) and the step it is at (private)."""
+
+    step: str = "context"
+    context: str | None = None
+    target: str | None = None
+    page: _Page | None = None
 
 
 class _EvalError(Exception):

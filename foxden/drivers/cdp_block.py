@@ -1,0 +1,79 @@
+"""A job's request blocking on CDP: resource types and URL globs as Fetch patterns, and the one decision."""
+from __future__ import annotations
+
+import functools
+import re
+
+from foxden.protocols.options import JobOptions, ResourceType
+
+__all__ = ["CDP_TYPES", "glob_matches", "blocks", "fetch_patterns", "websocket_block_urls"]
+
+# foxden's resource types (Playwright's names) as CDP Network.ResourceType
+# values. "other" is every kind that is neither a document nor one of the
+# named ones. WebSocket handshakes are never paused by the Fetch domain: they
+# are blocked with Network.setBlockedURLs instead (websocket_block_urls).
+CDP_TYPES: dict[ResourceType, tuple[str, ...]] = {
+    ResourceType.IMAGE: ("Image",),
+    ResourceType.MEDIA: ("Media",),
+    ResourceType.FONT: ("Font",),
+    ResourceType.STYLESHEET: ("Stylesheet",),
+    ResourceType.SCRIPT: ("Script",),
+    ResourceType.XHR: ("XHR",),
+    ResourceType.FETCH: ("Fetch",),
+    ResourceType.WEBSOCKET: ("WebSocket",),
+    ResourceType.OTHER: ("Other", "TextTrack", "EventSource", "Manifest", "Ping", "CSPViolationReport",
+                         "Prefetch", "SignedExchange", "FedCM"),
+}
+
+_WEBSOCKET_URLS = ("ws://*", "wss://*")
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(glob: str) -> re.Pattern:
+    out, i = [], 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "\\" and i + 1 < len(glob):
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def glob_matches(glob: str, url: str) -> bool:
+    """True if the whole `url` (without its #fragment) matches `glob`.
+
+    The semantics of CDP's Fetch urlPattern, so that Chromium's own filter and
+    this check agree: `*` is any run of characters (`/` included), `?` exactly
+    one, a backslash makes the next character literal; everything else is
+    itself. "*.woff2" blocks every URL ending in .woff2; "*://ads.example/*"
+    every URL on that host."""
+    return _glob_regex(glob).fullmatch(url.split("#", 1)[0]) is not None
+
+
+def blocks(options: JobOptions, url: str, cdp_type: str | None) -> bool:
+    """Whether a request of CDP resource type `cdp_type` to `url` is blocked by the job's options."""
+    for kind in options.block_types:
+        if cdp_type in CDP_TYPES[kind]:
+            return True
+    return any(glob_matches(g, url) for g in options.block_patterns)
+
+
+def fetch_patterns(options: JobOptions, auth: bool) -> list[dict] | None:
+    """The Fetch.enable patterns the job needs, or None when it needs no Fetch domain at all.
+
+    With proxy credentials (`auth`) every request is paused: Chromium asks for
+    credentials only for requests the Fetch domain intercepts."""
+    if auth:
+        return [{"urlPattern": "*", "requestStage": "Request"}]
+    patterns = [{"urlPattern": "*", "resourceType": t, "requestStage": "Request"}
+                for kind in options.block_types if kind is not ResourceType.WEBSOCKET for t in CDP_TYPES[kind]]
+    patterns += [{"urlPattern": g, "requestStage": "Request"} for g in options.block_patterns]
+    return patterns or None
+
+
+def websocket_block_urls(options: JobOptions) -> list[str]:
+    """Network.setBlockedURLs patterns for WebSocket connections (empty unless `websocket` is blocked)."""
+    return list(_WEBSOCKET_URLS) if ResourceType.WEBSOCKET in options.block_types else []

@@ -1,0 +1,55 @@
+"""When a CDP job's navigation counts as done, and the wait for a JavaScript condition, as pure helpers."""
+from __future__ import annotations
+
+import json
+import re
+
+from foxden.protocols.options import WaitUntil
+
+__all__ = ["LIFECYCLE", "navigation_done", "wait_function_expression"]
+
+# The main frame's lifecycle events (Page.lifecycleEvent names) each
+# wait_until needs for the navigation's document. "commit" needs none: the
+# reply to Page.navigate comes once the response arrived and the new document
+# was committed. networkIdle is Chromium's own "no request for 500 ms" (what
+# Playwright's networkidle means), counted after load.
+LIFECYCLE: dict[WaitUntil, tuple[str, ...]] = {
+    WaitUntil.LOAD: ("load",),
+    WaitUntil.DOMCONTENTLOADED: ("DOMContentLoaded",),
+    WaitUntil.NETWORKIDLE: ("load", "networkIdle"),
+    WaitUntil.COMMIT: (),
+}
+
+
+def navigation_done(wait_until: WaitUntil, loader: str | None, seen: set[tuple[str, str]]) -> bool:
+    """True once the lifecycle events `wait_until` needs fired for document `loader` (seen: (loader, name))."""
+    if loader is None:
+        return True  # no new document (a same-document navigation): nothing to wait for
+    return all((loader, name) in seen for name in LIFECYCLE[wait_until])
+
+
+# Polls the expression (evaluated as a global script, called if it is a
+# function, awaited if a promise) every 50 ms until it is truthy. Its first
+# error rejects: a script error ends the job at once instead of at its budget.
+_WAIT_FUNCTION = """new Promise((resolve, reject) => {
+  const src = %s;
+  const later = window.setTimeout.bind(window);
+  const check = async () => {
+    let v;
+    try { v = (0, eval)(src); if (typeof v === 'function') v = v(); v = await v; }
+    catch (e) { reject(e); return; }
+    if (v) resolve(true); else later(check, 50);
+  };
+  check();
+})"""
+
+
+_FUNCTION_SOURCE = re.compile(r"^(async)?\s*function(\s|\()")
+
+
+def wait_function_expression(source: str) -> str:
+    """The Runtime.evaluate expression that waits until the JavaScript `source` is truthy."""
+    source = source.strip()
+    if _FUNCTION_SOURCE.match(source):  # a function expression, not a declaration
+        source = f"({source})"
+    return _WAIT_FUNCTION % json.dumps(source)
