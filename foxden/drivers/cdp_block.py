@@ -6,12 +6,13 @@ import re
 
 from foxden.protocols.options import JobOptions, ResourceType
 
-__all__ = ["CDP_TYPES", "glob_matches", "blocks", "fetch_patterns", "websocket_block_urls"]
+__all__ = ["CDP_TYPES", "glob_matches", "blocks", "fetch_patterns", "websocket_blocker", "WEBSOCKET_BLOCKER"]
 
 # foxden's resource types (Playwright's names) as CDP Network.ResourceType
 # values. "other" is every kind that is neither a document nor one of the
-# named ones. WebSocket handshakes are never paused by the Fetch domain: they
-# are blocked with Network.setBlockedURLs instead (websocket_block_urls).
+# named ones. WebSocket handshakes are never paused by the Fetch domain, and
+# Network.setBlockedURLs lets them through too (Chromium 156, tried): they
+# are blocked in the page instead (WEBSOCKET_BLOCKER).
 CDP_TYPES: dict[ResourceType, tuple[str, ...]] = {
     ResourceType.IMAGE: ("Image",),
     ResourceType.MEDIA: ("Media",),
@@ -25,7 +26,38 @@ CDP_TYPES: dict[ResourceType, tuple[str, ...]] = {
                          "Prefetch", "SignedExchange", "FedCM"),
 }
 
-_WEBSOCKET_URLS = ("ws://*", "wss://*")
+# Runs in every frame of the page before its own scripts: WebSocket (and
+# WebSocketStream) never open a connection; a socket fails as one that the
+# browser blocked does (an error event, then close 1006), so pages go on.
+# Playwright's routeWebSocket replaces the constructor the same way.
+WEBSOCKET_BLOCKER = """(() => {
+  if (!window.WebSocket) return;
+  class WebSocket extends EventTarget {
+    constructor(url) {
+      super();
+      Object.assign(this, {url: String(new URL(url, location.href)), readyState: 3, protocol: '', extensions: '',
+                           bufferedAmount: 0, binaryType: 'blob', onopen: null, onmessage: null, onerror: null,
+                           onclose: null});
+      setTimeout(() => {
+        const error = new Event('error');
+        if (this.onerror) this.onerror(error);
+        this.dispatchEvent(error);
+        const close = new CloseEvent('close', {code: 1006, wasClean: false});
+        if (this.onclose) this.onclose(close);
+        this.dispatchEvent(close);
+      }, 0);
+    }
+    send() { throw new DOMException('WebSocket blocked by the job', 'InvalidStateError'); }
+    close() {}
+  }
+  Object.assign(WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+  window.WebSocket = WebSocket;
+  if (window.WebSocketStream) {
+    window.WebSocketStream = function WebSocketStream() {
+      throw new DOMException('WebSocket blocked by the job', 'NetworkError');
+    };
+  }
+})();"""
 
 
 @functools.lru_cache(maxsize=256)
@@ -74,6 +106,6 @@ def fetch_patterns(options: JobOptions, auth: bool) -> list[dict] | None:
     return patterns or None
 
 
-def websocket_block_urls(options: JobOptions) -> list[str]:
-    """Network.setBlockedURLs patterns for WebSocket connections (empty unless `websocket` is blocked)."""
-    return list(_WEBSOCKET_URLS) if ResourceType.WEBSOCKET in options.block_types else []
+def websocket_blocker(options: JobOptions) -> str | None:
+    """The script (Page.addScriptToEvaluateOnNewDocument) that blocks WebSockets, if the job blocks them."""
+    return WEBSOCKET_BLOCKER if ResourceType.WEBSOCKET in options.block_types else None

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from foxden.drivers.cdp_block import fetch_patterns, websocket_block_urls
+from foxden.drivers.cdp_block import fetch_patterns, websocket_blocker
 from foxden.protocols.options import DEFAULT, Cookie, JobOptions, Proxy, Viewport
 
 __all__ = ["VIEWPORT", "context_params", "effective_options", "viewport_metrics", "cookie_param",
-           "page_commands", "auth_response", "needs_network", "option_step"]
+           "page_commands", "auth_response", "option_step"]
 
 # Playwright's default viewport (and screen), so pages lay out alike on either driver.
 VIEWPORT = {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False,
@@ -79,8 +79,8 @@ def page_commands(options: JobOptions, job_url: str, default_ua: str) -> list[tu
         out.append(("Emulation.setLocaleOverride", {"locale": options.locale}))
     if options.timezone is not None:
         out.append(("Emulation.setTimezoneOverride", {"timezoneId": options.timezone}))
-    if websocket_block_urls(options):
-        out.append(("Network.setBlockedURLs", {"urls": websocket_block_urls(options)}))
+    if websocket_blocker(options) is not None:
+        out.append(("Page.addScriptToEvaluateOnNewDocument", {"source": websocket_blocker(options)}))
     auth = options.proxy is not None and options.proxy.username is not None
     patterns = fetch_patterns(options, auth)
     if patterns is not None:
@@ -88,11 +88,6 @@ def page_commands(options: JobOptions, job_url: str, default_ua: str) -> list[tu
     if options.cookies:
         out.append(("Network.setCookies", {"cookies": [cookie_param(c, job_url) for c in options.cookies]}))
     return out
-
-
-def needs_network(options: JobOptions) -> bool:
-    """Whether the Network domain must stay enabled after the main document's response (headers, blocking)."""
-    return bool(options.headers or websocket_block_urls(options))
 
 
 def auth_response(source: str | None, proxy: Proxy | None, attempts: int) -> dict:
@@ -107,7 +102,7 @@ def auth_response(source: str | None, proxy: Proxy | None, attempts: int) -> dic
 _STEP_OF = {
     "Network.setExtraHTTPHeaders": "headers", "Emulation.setUserAgentOverride": "user_agent",
     "Emulation.setLocaleOverride": "locale", "Emulation.setTimezoneOverride": "timezone",
-    "Network.setBlockedURLs": "block", "Fetch.enable": "block", "Network.setCookies": "cookies",
+    "Page.addScriptToEvaluateOnNewDocument": "block", "Fetch.enable": "block", "Network.setCookies": "cookies",
 }
 
 
