@@ -20,7 +20,7 @@ from foxden.drivers.cdp_block import CDP_TYPES, blocks, fetch_patterns, glob_mat
 from foxden.drivers.cdp_outputs import element_clip, full_page_clip, lower_headers, summary_expression
 from foxden.drivers.cdp_page import (auth_response, context_params, cookie_param, effective_options, option_step,
                                      page_commands, viewport_metrics)
-from foxden.drivers.cdp_waits import LIFECYCLE, navigation_done
+from foxden.drivers.cdp_waits import IDLE_S, LIFECYCLE, NetworkTally, navigation_done
 from foxden.drivers.results import step_code
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import JobSpec
@@ -107,10 +107,23 @@ def test_navigation_done_per_wait_until():
     assert navigation_done(WaitUntil.DOMCONTENTLOADED, "L", seen)
     assert not navigation_done(WaitUntil.LOAD, "L", seen)
     assert navigation_done(WaitUntil.COMMIT, "L", set())
-    assert not navigation_done(WaitUntil.NETWORKIDLE, "L", seen | {("L", "networkIdle")})  # load first
-    assert navigation_done(WaitUntil.NETWORKIDLE, "L", seen | {("L", "networkIdle"), ("L", "load")})
+    assert not navigation_done(WaitUntil.NETWORKIDLE, "L", seen)  # load first, then the tally
+    assert navigation_done(WaitUntil.NETWORKIDLE, "L", seen | {("L", "load")})
     assert not navigation_done(WaitUntil.LOAD, "L", {("OLD", "load")})  # another document's load
     assert set(LIFECYCLE) == set(WaitUntil)
+
+
+def test_network_tally_is_idle_500ms_after_its_last_request_ends():
+    tally = NetworkTally(now=10.0)
+    assert tally.idle_at() == 10.5
+    tally.started("a")
+    tally.started("b")
+    tally.ended("a", now=11.0)
+    assert tally.idle_at() is None  # b is still in flight
+    tally.ended("zzz", now=11.5)  # a request it never saw start changes nothing
+    assert tally.idle_at() is None
+    tally.ended("b", now=12.0)
+    assert tally.idle_at() == 12.0 + IDLE_S
 
 
 def test_clips_headers_and_auth_answers():

@@ -6,19 +6,44 @@ import re
 
 from foxden.protocols.options import WaitUntil
 
-__all__ = ["LIFECYCLE", "navigation_done", "wait_function_expression"]
+__all__ = ["LIFECYCLE", "IDLE_S", "NetworkTally", "navigation_done", "wait_function_expression"]
 
 # The main frame's lifecycle events (Page.lifecycleEvent names) each
 # wait_until needs for the navigation's document. "commit" needs none: the
 # reply to Page.navigate comes once the response arrived and the new document
-# was committed. networkIdle is Chromium's own "no request for 500 ms" (what
-# Playwright's networkidle means), counted after load.
+# was committed. networkidle waits for load, then for the page's own request
+# count (NetworkTally) to stay at zero for IDLE_S: Chromium's networkIdle
+# lifecycle event fired while a fetch begun after load was still in flight.
 LIFECYCLE: dict[WaitUntil, tuple[str, ...]] = {
     WaitUntil.LOAD: ("load",),
     WaitUntil.DOMCONTENTLOADED: ("DOMContentLoaded",),
-    WaitUntil.NETWORKIDLE: ("load", "networkIdle"),
+    WaitUntil.NETWORKIDLE: ("load",),
     WaitUntil.COMMIT: (),
 }
+
+IDLE_S = 0.5  # Playwright's networkidle: no request in flight for 500 ms
+
+
+class NetworkTally:
+    """A page's requests in flight (from its Network events) and since when none has been."""
+
+    def __init__(self, now: float):
+        self.inflight: set[str] = set()
+        self.quiet_since: float | None = now
+
+    def started(self, request: str) -> None:
+        self.inflight.add(request)
+        self.quiet_since = None
+
+    def ended(self, request: str, now: float) -> None:
+        if request in self.inflight:
+            self.inflight.discard(request)
+            if not self.inflight:
+                self.quiet_since = now
+
+    def idle_at(self) -> float | None:
+        """When the page counts as network-idle (monotonic), or None while a request is in flight."""
+        return None if self.quiet_since is None else self.quiet_since + IDLE_S
 
 
 def navigation_done(wait_until: WaitUntil, loader: str | None, seen: set[tuple[str, str]]) -> bool:

@@ -21,9 +21,9 @@ from foxden.drivers.cdp_outputs import (SELECTOR_MISSING, element_box_expression
                                         lower_headers, summary_expression)
 from foxden.drivers.cdp_page import (auth_response, context_params, effective_options, option_step, page_commands,
                                      viewport_metrics)
-from foxden.drivers.cdp_waits import navigation_done, wait_function_expression
+from foxden.drivers.cdp_waits import NetworkTally, navigation_done, wait_function_expression
 from foxden.protocols.messages import JobSpec, Outcome
-from foxden.protocols.options import DEFAULT, JobOptions
+from foxden.protocols.options import DEFAULT, JobOptions, WaitUntil
 
 log = logging.getLogger("foxden.chromium")
 
@@ -73,6 +73,7 @@ class _Page:
     lifecycle: set = field(default_factory=set)  # (loader, event name) of the main frame's lifecycle events
     doc_headers: dict = field(default_factory=dict)  # loader -> its document's response headers
     auth_tries: dict = field(default_factory=dict)  # request id -> proxy credential challenges answered
+    tally: NetworkTally | None = None  # requests in flight, for networkidle only
     crashed: bool = False
     detached: bool = False
 
@@ -252,6 +253,11 @@ class ChromiumDriver(Driver):
         elif method == "Network.responseReceived":
             if params.get("type") == "Document" and params.get("frameId") == page.target:
                 page.doc_headers[params.get("loaderId")] = params.get("response", {}).get("headers")
+        elif page.tally is not None and method in _TALLIED:
+            if method == "Network.requestWillBeSent":
+                page.tally.started(params.get("requestId"))
+            else:
+                page.tally.ended(params.get("requestId"), time.monotonic())
         elif method == "Fetch.requestPaused":
             self._paused(page, params)
         elif method == "Fetch.authRequired":
@@ -302,6 +308,8 @@ class ChromiumDriver(Driver):
         session = pipe.call("Target.attachToTarget", {"targetId": attempt.target, "flatten": True},
                             deadline=deadline)["sessionId"]
         page = attempt.page = self._pages[session] = _Page(attempt.target, session, options)
+        if options.wait_until is WaitUntil.NETWORKIDLE:
+            page.tally = NetworkTally(time.monotonic())
         failure = self._navigate(job, page, attempt, deadline)
         if failure is not None:
             return failure
@@ -357,9 +365,25 @@ class ChromiumDriver(Driver):
             page.loader = nav.get("loaderId")
         pipe.wait_until(lambda: page.gone() is not None or
                         navigation_done(options.wait_until, page.loader, page.lifecycle), deadline, "navigate")
+        if page.tally is not None:
+            self._wait_idle(page, deadline)
         if page.gone():
             return results.failed(attempt.step, page.gone())
         return None
+
+    def _wait_idle(self, page: _Page, deadline: float) -> None:
+        """Until no request of the page has been in flight for IDLE_S (CdpTimeout at the deadline)."""
+        while not page.gone():
+            idle_at = page.tally.idle_at()
+            if idle_at is not None and time.monotonic() >= idle_at:
+                return
+            stop = deadline if idle_at is None else min(deadline, idle_at)
+            try:
+                self._pipe.wait_until(lambda: page.gone() is not None or page.tally.idle_at() != idle_at,
+                                      stop, "navigate")
+            except CdpTimeout:
+                if stop >= deadline:
+                    raise
 
     def _screenshot(self, page: _Page, deadline: float) -> bytes:
         """A PNG of the viewport, of the whole page (full_page) or of one element (screenshot_selector)."""
@@ -433,6 +457,10 @@ class ChromiumDriver(Driver):
         if "exceptionDetails" in reply:
             raise _EvalError(_exception_text(reply["exceptionDetails"]))
         return from_deep(reply.get("result", {}).get("deepSerializedValue", {"type": "undefined"}))
+
+
+# The Network events that count a page's requests in flight (networkidle).
+_TALLIED = frozenset({"Network.requestWillBeSent", "Network.loadingFinished", "Network.loadingFailed"})
 
 
 @dataclass
