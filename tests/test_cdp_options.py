@@ -170,8 +170,8 @@ _ROUTES = {
     "/held": "<html><head><title>held</title></head><body><img src='/hold.png'></body></html>",
     "/idle": ("<html><body><script>window.onload = () => setTimeout(() => fetch('/slow?ms=400')"
               ".then(r => r.text()).then(() => { window.fetched = true; }), 100);</script></body></html>"),
-    "/tall": ("<!DOCTYPE html><html><head><title>tall</title><style>body{margin:0;height:3000px;background:#fff}"
-              "#box{position:absolute;top:1500px;left:300px;width:123px;height:45px;background:#f00}</style>"
+    "/tall": ("<!DOCTYPE html><html><head><title>tall</title><style>body{margin:0;height:1000px;background:#fff}"
+              "#box{position:absolute;top:700px;left:30px;width:123px;height:45px;background:#f00}</style>"
               "</head><body><div id='box'></div></body></html>"),
     "/probe": "<!DOCTYPE html><html><head><title>probe</title></head><body><p id='p'>hello</p></body></html>",
 }
@@ -511,9 +511,11 @@ def test_html_pdf_and_response_headers(chromium, web):
 
 @pytest.mark.browser
 def test_full_page_and_selector_screenshots(chromium, web):
-    full = _ok(_run(chromium, _url(web, "/tall"), screenshot=True, full_page=True)).screenshot
-    assert _png_size(full) == (1280, 3000)
-    assert _png_pixel(full, 361, 1522) == (255, 0, 0) and _png_pixel(full, 10, 10) == (255, 255, 255)
+    full = _ok(_run(chromium, _url(web, "/tall"), screenshot=True, full_page=True,
+                    viewport=Viewport(200, 300))).screenshot
+    assert _png_size(full) == (200, 1000)  # the page, not the 200x300 viewport
+    assert _png_pixel(full, 91, 722) == (255, 0, 0) and _png_pixel(full, 10, 10) == (255, 255, 255)
+    assert _png_size(_ok(_run(chromium, _url(web, "/tall"), screenshot=True)).screenshot) == (1280, 720)
     box = _ok(_run(chromium, _url(web, "/tall"), screenshot=True, screenshot_selector="#box")).screenshot
     assert _png_size(box) == (123, 45)
     assert _png_pixel(box, 0, 0) == (255, 0, 0) and _png_pixel(box, 122, 44) == (255, 0, 0)
