@@ -133,9 +133,8 @@ def test_clips_headers_and_auth_answers():
     assert lower_headers({"X-A": "1"}) == {"x-a": "1"} and lower_headers(None) is None
     assert summary_expression(False).count(",") < summary_expression(True).count(",")
     proxy = Proxy("http://p:1", "u", "pw")
-    assert auth_response("Proxy", proxy, 1) == {"response": "ProvideCredentials", "username": "u", "password": "pw"}
-    assert auth_response("Proxy", proxy, 2) == {"response": "CancelAuth"}  # refused once: no loop
-    assert auth_response("Server", proxy, 1) == {"response": "Default"}  # a site's own auth gets nothing
+    assert auth_response("Proxy", proxy) == {"response": "ProvideCredentials", "username": "u", "password": "pw"}
+    assert auth_response("Server", proxy) == {"response": "Default"}  # a site's own auth gets nothing
     assert "pw" not in repr(proxy)
 
 
