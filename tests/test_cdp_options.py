@@ -124,6 +124,11 @@ def test_network_tally_is_idle_500ms_after_its_last_request_ends():
     assert tally.idle_at() is None
     tally.ended("b", now=12.0)
     assert tally.idle_at() == 12.0 + IDLE_S
+    tally.loaded(now=13.0)  # a load after the last request: the window starts at the load
+    assert tally.idle_at() == 13.0 + IDLE_S
+    tally.started("c")
+    tally.loaded(now=14.0)
+    assert tally.idle_at() is None
 
 
 def test_clips_headers_and_auth_answers():

@@ -90,12 +90,13 @@ def page_commands(options: JobOptions, job_url: str, default_ua: str) -> list[tu
     return out
 
 
-def auth_response(source: str | None, proxy: Proxy | None, attempts: int) -> dict:
-    """Fetch.continueWithAuth's authChallengeResponse: the proxy's credentials, once; nothing for a site's own auth."""
+def auth_response(source: str | None, proxy: Proxy | None) -> dict:
+    """Fetch.continueWithAuth's authChallengeResponse: the proxy's credentials; nothing for a site's own auth.
+
+    Credentials the proxy refuses are not offered again by Chromium: the
+    navigation fails with net::ERR_INVALID_AUTH_CREDENTIALS (tested)."""
     if source != "Proxy" or proxy is None or proxy.username is None:
         return {"response": "Default"}
-    if attempts > 1:  # the proxy refused them: do not loop
-        return {"response": "CancelAuth"}
     return {"response": "ProvideCredentials", "username": proxy.username, "password": proxy.password or ""}
 
 

@@ -12,8 +12,9 @@ __all__ = ["LIFECYCLE", "IDLE_S", "NetworkTally", "navigation_done", "wait_funct
 # wait_until needs for the navigation's document. "commit" needs none: the
 # reply to Page.navigate comes once the response arrived and the new document
 # was committed. networkidle waits for load, then for the page's own request
-# count (NetworkTally) to stay at zero for IDLE_S: Chromium's networkIdle
-# lifecycle event fired while a fetch begun after load was still in flight.
+# count (NetworkTally) to stay at zero for IDLE_S after both load and its last
+# request: Chromium's networkIdle lifecycle event fired while a fetch begun
+# after load was still in flight.
 LIFECYCLE: dict[WaitUntil, tuple[str, ...]] = {
     WaitUntil.LOAD: ("load",),
     WaitUntil.DOMCONTENTLOADED: ("DOMContentLoaded",),
@@ -40,6 +41,11 @@ class NetworkTally:
             self.inflight.discard(request)
             if not self.inflight:
                 self.quiet_since = now
+
+    def loaded(self, now: float) -> None:
+        """The document's load event: the quiet window starts no earlier (a timer set in onload gets its 500 ms)."""
+        if self.quiet_since is not None:
+            self.quiet_since = max(self.quiet_since, now)
 
     def idle_at(self) -> float | None:
         """When the page counts as network-idle (monotonic), or None while a request is in flight."""

@@ -72,7 +72,6 @@ class _Page:
     loader: str | None = None  # the main frame's current document
     lifecycle: set = field(default_factory=set)  # (loader, event name) of the main frame's lifecycle events
     doc_headers: dict = field(default_factory=dict)  # loader -> its document's response headers
-    auth_tries: dict = field(default_factory=dict)  # request id -> proxy credential challenges answered
     tally: NetworkTally | None = None  # requests in flight, for networkidle only
     crashed: bool = False
     detached: bool = False
@@ -255,17 +254,18 @@ class ChromiumDriver(Driver):
                 page.doc_headers[params.get("loaderId")] = params.get("response", {}).get("headers")
         elif page.tally is not None and method in _TALLIED:
             if method == "Network.requestWillBeSent":
-                page.tally.started(params.get("requestId"))
+                # Not the main frame's document: the load wait covers it, and
+                # its loadingFinished is sometimes never sent (a new renderer).
+                if params.get("type") != "Document" or params.get("frameId") != page.target:
+                    page.tally.started(params.get("requestId"))
             else:
                 page.tally.ended(params.get("requestId"), time.monotonic())
         elif method == "Fetch.requestPaused":
             self._paused(page, params)
         elif method == "Fetch.authRequired":
-            request = params.get("requestId")
-            page.auth_tries[request] = tries = page.auth_tries.get(request, 0) + 1
-            answer = auth_response(params.get("authChallenge", {}).get("source"), page.options.proxy, tries)
+            answer = auth_response(params.get("authChallenge", {}).get("source"), page.options.proxy)
             self._pipe.discard(self._pipe.send("Fetch.continueWithAuth", {
-                "requestId": request, "authChallengeResponse": answer}, page.session))
+                "requestId": params.get("requestId"), "authChallengeResponse": answer}, page.session))
         elif method == "Inspector.targetCrashed":
             page.crashed = True
 
@@ -366,6 +366,7 @@ class ChromiumDriver(Driver):
         pipe.wait_until(lambda: page.gone() is not None or
                         navigation_done(options.wait_until, page.loader, page.lifecycle), deadline, "navigate")
         if page.tally is not None:
+            page.tally.loaded(time.monotonic())
             self._wait_idle(page, deadline)
         if page.gone():
             return results.failed(attempt.step, page.gone())
