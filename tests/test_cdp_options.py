@@ -384,6 +384,9 @@ def test_headers_cookies_and_user_agent_as_the_server_saw_them(chromium, web):
     seen = web.headers_of(token)
     assert seen["x-job"] == "one" and seen["user-agent"] == "FoxdenTest/1.0"
     assert sorted(seen["cookie"].split("; ")) == ["plain=p1", "scoped=s1"]
+    sub = uuid.uuid4().hex  # a subresource carries the extra headers too
+    _ok(_run(chromium, _url(web, f"/assets?t={sub}"), headers=(("X-Job", "two"),)))
+    assert web.headers_of(f"/app.js?t={sub}")["x-job"] == "two"
     control = uuid.uuid4().hex  # the next job's fresh context has none of it
     _ok(_run(chromium, _url(web, f"/probe?t={control}")))
     seen = web.headers_of(control)

@@ -252,8 +252,9 @@ class ChromiumDriver(Driver):
         elif method == "Network.responseReceived":
             if params.get("type") == "Document" and params.get("frameId") == page.target:
                 page.doc_headers[params.get("loaderId")] = params.get("response", {}).get("headers")
-                if not page.options.headers and page.tally is None:
-                    # All the Network domain was on for: no event per subresource from here on.
+                if page.tally is None:
+                    # All the Network domain was on for (networkidle aside; extra headers
+                    # stay set): no event per subresource from here on.
                     self._pipe.discard(self._pipe.send("Network.disable", None, page.session))
         elif page.tally is not None and method in _TALLIED:
             if method == "Network.requestWillBeSent":
