@@ -172,7 +172,9 @@ window.done = Promise.allSettled([
 _ROUTES = {
     "/timer": "<html><body><script>setTimeout(() => { window.ready = 42; }, 300);</script></body></html>",
     "/held": "<html><head><title>held</title></head><body><img src='/hold.png'></body></html>",
-    "/idle": ("<html><body><script>window.onload = () => setTimeout(() => fetch('/slow?ms=400')"
+    # Busy for 700 ms before load, then a fetch 100 ms after it: idle means quiet after load and after the fetch.
+    "/idle": ("<html><body><script>const t0 = Date.now(); while (Date.now() - t0 < 700) {}\n"
+              "window.onload = () => setTimeout(() => fetch('/slow?ms=800')"
               ".then(r => r.text()).then(() => { window.fetched = true; }), 100);</script></body></html>"),
     "/tall": ("<!DOCTYPE html><html><head><title>tall</title><style>body{margin:0;height:1000px;background:#fff}"
               "#box{position:absolute;top:700px;left:30px;width:123px;height:45px;background:#f00}</style>"
