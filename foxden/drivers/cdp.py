@@ -8,6 +8,8 @@ import select
 import time
 from collections.abc import Callable
 
+__all__ = ["CdpPipe", "CdpError", "CdpTimeout", "PipeClosed", "EventHandler", "CHILD_READ_FD", "CHILD_WRITE_FD"]
+
 log = logging.getLogger("foxden.cdp")
 
 # Chromium reads commands from fd 3 and writes replies and events to fd 4,

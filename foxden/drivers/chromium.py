@@ -25,6 +25,8 @@ from foxden.drivers.cdp_waits import NetworkTally, navigation_done, wait_functio
 from foxden.protocols.messages import JobSpec, Outcome
 from foxden.protocols.options import DEFAULT, JobOptions, WaitUntil
 
+__all__ = ["ChromiumDriver", "from_deep", "LOG_NAME", "LOG_MAX_BYTES"]
+
 log = logging.getLogger("foxden.chromium")
 
 LOG_NAME = "chromium.log"  # the browser's stderr, inside its temp dir (removed with it)
