@@ -21,7 +21,7 @@ from foxden.drivers.cdp_outputs import element_clip, full_page_clip, lower_heade
 from foxden.drivers.cdp_page import (auth_response, context_params, cookie_param, effective_options, option_step,
                                      page_commands, viewport_metrics)
 from foxden.drivers.cdp_waits import IDLE_S, LIFECYCLE, NetworkTally, navigation_done
-from foxden.drivers.results import step_code
+from foxden.drivers.results import capped, page_outcome, step_code
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import JobSpec
 from foxden.protocols.options import DEFAULT, Cookie, JobOptions, Proxy, ResourceType, SameSite, Viewport, WaitUntil
@@ -129,6 +129,14 @@ def test_network_tally_is_idle_500ms_after_its_last_request_ends():
     tally.started("c")
     tally.loaded(now=14.0)
     assert tally.idle_at() is None
+
+
+def test_html_pdf_and_headers_count_towards_the_result_cap():
+    for big in ({"html": "x" * 5000}, {"pdf": b"%PDF" + b"x" * 5000}, {"response_headers": {"a": "x" * 5000}}):
+        ok = page_outcome(final_url="http://a.test/", http_status=200, title="t", content_length=1, value=None,
+                          screenshot=None, **big)
+        assert capped(ok, 10_000) is ok
+        assert capped(ok, 4_000).error.code == "result_too_large", big.keys()
 
 
 def test_clips_headers_and_auth_answers():
