@@ -142,6 +142,8 @@ def test_html_pdf_and_headers_count_towards_the_result_cap():
 def test_clips_headers_and_auth_answers():
     assert element_clip([10.5, 20, 100, 50.2]) == {"x": 10, "y": 20, "width": 101, "height": 51, "scale": 1}
     assert element_clip([0, 0, 0, 10]) is None
+    assert element_clip("not a box") is None and element_clip([0, 0, "x", 1]) is None  # a page's own getter
+    assert element_clip([0, 0, float("inf"), 1]) is None
     assert full_page_clip({"cssContentSize": {"width": 1280, "height": 3000.4}})["height"] == 3001
     assert lower_headers({"X-A": "1"}) == {"x-a": "1"} and lower_headers(None) is None
     assert summary_expression(False).count(",") < summary_expression(True).count(",")

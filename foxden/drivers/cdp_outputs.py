@@ -49,8 +49,14 @@ def full_page_clip(metrics: dict) -> dict:
 
 
 def element_clip(box) -> dict | None:
-    """The clip of an element's box (x, y, width, height); None for an element with no area."""
-    x, y, width, height = (float(v or 0) for v in box)
+    """The clip of an element's box (x, y, width, height); None for an element with no area (or no box:
+    the page's own script may have replaced getBoundingClientRect)."""
+    try:
+        x, y, width, height = (float(v or 0) for v in box)
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (x, y, width, height)):
+        return None
     left, top = math.floor(x), math.floor(y)
     right, bottom = math.ceil(x + width), math.ceil(y + height)
     if right <= left or bottom <= top or width <= 0 or height <= 0:
