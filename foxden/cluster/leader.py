@@ -274,7 +274,8 @@ class ClusterActor(FoxdenActor):
         if not table.release_due(node):
             return
         log.info("node %s drained: releasing it (its browsers stop; it leaves the table)", node.name)
-        self._to_node(node, NodeRelease(node.incarnation))
+        if node.name in self.addrs:
+            self.send(self.addrs[node.name], NodeRelease(node.incarnation))
         for browser in sorted(node.browsers):
             self.gones += 1
             self.send(self.dispatcher, BrowserGone(table.browser_name(node.name, browser), None,

@@ -56,7 +56,7 @@ class NodeActor(FoxdenActor):
         self.welcomed = False
         self.last_heard: float | None = None
         self.sup = None  # the supervisor of the current incarnation
-        self.old: dict = {}  # supervisors being stopped (fence, release) -> when asked
+        self.old: list[tuple[object, float]] = []  # supervisors being stopped (fence, release), when asked
         self.leader_stop = False  # the leader asked our pool to stop (it is shutting down)
         self.released = False
         self.beat = itertools.count(1)
@@ -91,7 +91,7 @@ class NodeActor(FoxdenActor):
         short = self.incarnation.rsplit("-", 2)[-1]
         instance = f"{self.local.marker}i{self.boot}.{short}"  # under the daemon's marker: its sweep finds them
         self.send(self.sup, InitSupervisor(self.local.config, self.local.engine, instance, self.myAddress,
-                                           self.local.daemon_pid))
+                                           self.local.daemon_pid, browser_prefix=f"i{short}."))
         log.info("node %s: welcomed; supervisor started for incarnation %s", self.name, self.incarnation)
 
     def receiveMsg_HeartbeatAck(self, msg: HeartbeatAck, sender) -> None:
@@ -134,7 +134,7 @@ class NodeActor(FoxdenActor):
     def receiveMsg_PoolStopped(self, msg: PoolStopped, sender) -> None:
         if sender == self.sup and self.leader_stop:
             self.send(self.leader, FromNode(self.name, self.incarnation, msg))
-        elif sender in self.old:
+        elif any(addr == sender for addr, _ in self.old):
             self._retire_supervisor(sender)
 
     def receiveMsg_StateQuery(self, msg: StateQuery, sender) -> None:
@@ -148,7 +148,7 @@ class NodeActor(FoxdenActor):
         self.send(self.leader, NodeHeartbeat(self.name, self.incarnation, msg.supervisor, violations))
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
-        self.old.pop(msg.childAddress, None)
+        self.old = [(a, t) for a, t in self.old if a != msg.childAddress]
         if msg.childAddress == self.sup:
             log.error("node %s: its supervisor exited; fencing and joining anew", self.name)
             self.sup = None
@@ -167,7 +167,7 @@ class NodeActor(FoxdenActor):
     def _tick(self, now: float) -> None:
         if not procs.pid_alive(self.local.daemon_pid):
             self._orphaned()
-        for addr, asked in list(self.old.items()):
+        for addr, asked in list(self.old):
             if now - asked > STOP_WAIT_S:
                 log.error("node %s: a fenced supervisor did not stop in %.0fs; killing it", self.name, STOP_WAIT_S)
                 self._retire_supervisor(addr)
@@ -190,11 +190,11 @@ class NodeActor(FoxdenActor):
     def _stop_supervisor(self) -> None:
         if self.sup is not None:
             self.send(self.sup, StopPool())  # busy browsers are killed, idle ones asked to exit, all swept
-            self.old[self.sup] = time.monotonic()
+            self.old.append((self.sup, time.monotonic()))
             self.sup = None
 
     def _retire_supervisor(self, addr) -> None:
-        self.old.pop(addr, None)
+        self.old = [(a, t) for a, t in self.old if a != addr]
         self.send(addr, ActorExitRequest())
         if self.released and not self.old:
             self.send(self.myAddress, ActorExitRequest())
