@@ -241,6 +241,7 @@ class ClusterActor(FoxdenActor):
         log.warning("node %s lost (%s): settling %d jobs in flight, forgetting %d browsers", node.name, why,
                     len(node.jobs), len(node.browsers))
         node.state = NodeState.LOST
+        node.lost_after_s = round(time.monotonic() - node.last_seen, 3)
         self.written_off.add(node.incarnation)
         self.addrs.pop(node.name, None)
         running = {browser: key for key, browser in node.jobs.items()}

@@ -16,7 +16,7 @@ import uuid
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from foxden import procs
+from foxden import fsafety, procs
 from foxden.actors.base import FoxdenActor
 from foxden.cluster import member, table
 from foxden.protocols.messages import (
@@ -30,6 +30,7 @@ log = logging.getLogger("foxden.cluster")
 
 SUPERVISOR = "foxden.supervisor.actor.SupervisorActor"
 TICK = "node-tick"
+OWNER_FILE = "node.owner"  # in the member's state dir: the boot id of the node actor placed last
 STOP_WAIT_S = 30.0  # a fence whose pool has not stopped by then is finished by marker (the supervisor is stuck)
 
 
@@ -68,6 +69,16 @@ class NodeActor(FoxdenActor):
             return
         self.leader, self.name = sender, msg.node
         self.heartbeat_s, self.dead_after_s = msg.heartbeat_s, msg.dead_after_s
+        # The newest node actor placed on this member wins: the convention may
+        # announce one registration twice, and a restarted leader places a new
+        # one while the old leader's is still fenced. An older one sees this
+        # file name another and leaves (its browsers stopped first).
+        self.owner_path = os.path.join(str(self.local.config.daemon.state_dir), OWNER_FILE)
+        fd = fsafety.open_nofollow(self.owner_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, self.boot.encode())
+        finally:
+            os.close(fd)
         self._new_incarnation()
         self.wakeupAfter(self.heartbeat_s, payload=TICK)
 
@@ -167,6 +178,13 @@ class NodeActor(FoxdenActor):
     def _tick(self, now: float) -> None:
         if not procs.pid_alive(self.local.daemon_pid):
             self._orphaned()
+        if not self.released and self._superseded():
+            log.warning("node %s: a newer node actor was placed on this member; this one (%s) stops its "
+                        "browsers and leaves", self.name, self.incarnation)
+            self.released = True
+            self._stop_supervisor()
+            if not self.old:
+                self.send(self.myAddress, ActorExitRequest())
         for addr, asked in list(self.old):
             if now - asked > STOP_WAIT_S:
                 log.error("node %s: a fenced supervisor did not stop in %.0fs; killing it", self.name, STOP_WAIT_S)
@@ -198,6 +216,13 @@ class NodeActor(FoxdenActor):
         self.send(addr, ActorExitRequest())
         if self.released and not self.old:
             self.send(self.myAddress, ActorExitRequest())
+
+    def _superseded(self) -> bool:
+        try:
+            with open(self.owner_path) as f:
+                return f.read().strip() != self.boot
+        except OSError:
+            return False
 
     def _orphaned(self) -> None:
         """The member's daemon is gone: end its whole instance (this process last)."""
