@@ -165,7 +165,8 @@ def test_a_member_restarted_rejoins_as_a_new_incarnation(cluster, site):
     cluster.wait_node("m1", lambda n: _up_with_idle(n) and n["incarnation"] != old["incarnation"])
     st = cluster.leader.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2, timeout=30)
     mine = [c for c in st["children"] if c["node"] == "m1"]
-    assert len(mine) == 1 and mine[0]["id"].startswith("m1/i1."), mine
+    assert len(mine) == 1 and mine[0]["id"].startswith("m1/i1."), (mine, st["nodes"])
+    assert st["browsers"]["live"] == 2, st["nodes"]
 
 
 def test_a_silent_leader_gets_the_member_to_fence_itself(cluster, site):
@@ -180,11 +181,11 @@ def test_a_silent_leader_gets_the_member_to_fence_itself(cluster, site):
         _wait_log(cluster.member.log_path, "fencing incarnation " + before["incarnation"])
     finally:
         os.kill(cluster_pid, signal.SIGCONT)
-    node = cluster.wait_node("m1", lambda n: _up_with_idle(n) and n["incarnation"] != before["incarnation"])
-    st = cluster.leader.status()
-    assert not old_pids & {c["pid"] for c in st["children"] if c["node"] == "m1"}
+    cluster.wait_node("m1", lambda n: _up_with_idle(n) and n["incarnation"] != before["incarnation"])
+    st = cluster.leader.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2, timeout=30)
+    mine = [c for c in st["children"] if c["node"] == "m1"]
+    assert len(mine) == 1 and mine[0]["pid"] not in old_pids, (mine, st["nodes"])
     assert not any(procs.pid_alive(p) for p in old_pids)
-    assert node["browsers"]["live"] == 1
 
 
 def test_drain_releases_the_member(cluster, site):
