@@ -114,6 +114,8 @@ def test_merged_snapshot_keeps_the_local_pool_for_rule_1_and_names_every_child()
     assert merged["gones"] == 3  # the cluster actor's count, not the local supervisor's
     assert merged["kills"] == {"timeout": 3} and merged["exits"] == {"crash": 1} and merged["restarts"] == 1
     assert [n["name"] for n in merged["nodes"]] == ["lead", "m1", "m2"]
+    remote.browsers = {"i1.b1", "i1.b2"}  # b2 offered, not in the report yet
+    assert merge_snapshot(local, "lead", t, gones=3, now=0.0)["unreported"] == ["m1/i1.b2"]
 
 
 def test_merged_snapshot_without_a_local_pool():
@@ -132,6 +134,8 @@ def test_admin_judges_remote_children_by_their_numbers_and_reports_node_violatio
     assert any("busy browser m1/i1.b1" in t for t in texts)  # numbers match: the job must match too
     assert any(t.startswith("node m1: live count") for t in texts)
     assert unsettled == []
+    violations, unsettled = check_invariants(disp, {**sup, "unreported": ["m1/i1.b1"]}, disp, set())
+    assert unsettled == ["m1/i1.b1"] and not any("busy browser" in v.text for v in violations)
 
 
 # --- placement, exits, errors -----------------------------------------------------------------

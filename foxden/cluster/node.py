@@ -85,6 +85,7 @@ class NodeActor(FoxdenActor):
     def _new_incarnation(self) -> None:
         self.incarnation = f"{self.name}-{self.boot}-{next(self.counter)}"
         self.welcomed, self.last_heard = False, None
+        self.report: tuple[dict, tuple[str, ...]] = ({}, ())  # the supervisor's last snapshot, its violations
         log.info("node %s: joining the leader as incarnation %s", self.name, self.incarnation)
         self._join()
 
@@ -155,8 +156,7 @@ class NodeActor(FoxdenActor):
         from foxden.actors.admin import _live_violations  # the admin's rule 1, judged here on this machine
 
         pids = set(table_.children(msg.supervisor["pid"]))
-        violations = tuple(v.text for v in _live_violations(msg.supervisor, pids))
-        self.send(self.leader, NodeHeartbeat(self.name, self.incarnation, msg.supervisor, violations))
+        self.report = (msg.supervisor, tuple(v.text for v in _live_violations(msg.supervisor, pids)))
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
         self.old = [(a, t) for a, t in self.old if a != msg.childAddress]
@@ -196,6 +196,10 @@ class NodeActor(FoxdenActor):
         elif table.fence_due(self.last_heard, now, self.dead_after_s):
             self._fence(f"no word from the leader for {now - self.last_heard:.1f}s")
         elif self.sup is not None:
+            # The heartbeat goes now, with the last report: a supervisor busy
+            # launching browsers must not make its node look dead.
+            report, violations = self.report
+            self.send(self.leader, NodeHeartbeat(self.name, self.incarnation, report, violations))
             self.send(self.sup, StateQuery(self.incarnation, self.myAddress))
 
     def _fence(self, why: str) -> None:
