@@ -96,9 +96,10 @@ def cluster():
     root = tempfile.mkdtemp(prefix="fxc", dir="/tmp")
     c = Cluster(root)
     try:
-        c.leader.start()
+        c.leader.start(wait_pool=False)  # the member starts meanwhile
         c.member.start()
         c.wait_node("m1", _up_with_idle)
+        c.leader.wait_until(lambda s: s["browsers"]["by_state"]["idle"] == 2, timeout=60)
         yield c
     finally:
         daemons = [*c.members, c.leader]
@@ -124,8 +125,8 @@ def test_jobs_run_on_both_nodes_and_status_shows_them(cluster, site):
     assert {c["node"] for c in st["children"]} == {"lead", "m1"}
     assert all(c["id"].startswith(c["node"] + "/") for c in st["children"])
     with Tap(str(cluster.leader.config.daemon.socket)) as tap:
-        _batch(tap, site, 12, "both", eval_ms=300)
-        tap.run([], concurrency=12, timeout=120)
+        _batch(tap, site, 8, "both", eval_ms=200)
+        tap.run([], concurrency=8, timeout=120)
         answers = tap.answers()
     assert {a.status for a in answers.values()} == {"ok"}
     assert {a.browser.split("/")[0] for a in answers.values()} == {"lead", "m1"}
@@ -136,13 +137,13 @@ def test_jobs_run_on_both_nodes_and_status_shows_them(cluster, site):
 def test_sigkill_of_the_member_loses_it_and_answers_each_job_once(cluster, site):
     member = cluster.member
     with Tap(str(cluster.leader.config.daemon.socket)) as tap:
-        _batch(tap, site, 10, "kill", eval_ms=1500)
+        _batch(tap, site, 6, "kill", eval_ms=1000)
         cluster.wait_node("m1", lambda n: n is not None and n["jobs_in_flight"] >= 1, timeout=30)
         killed = member.kill_leftovers()  # SIGKILL every process of the member (its marker), scan until none
         assert killed
         member.proc.wait(10)
         st = cluster.wait_node("m1", lambda n: n is not None and n["state"] == "lost", timeout=30)
-        tap.run([], concurrency=10, timeout=120)
+        tap.run([], concurrency=6, timeout=120)
         answers = tap.answers()  # raises unless every job has exactly one answer
         tap.drain(quiet_s=1.0)
         assert all(len(r) == 1 for r in tap.replies.values())
@@ -191,13 +192,13 @@ def test_a_silent_leader_gets_the_member_to_fence_itself(cluster, site):
 def test_drain_releases_the_member(cluster, site):
     run = [sys.executable, "-m", "foxden", "node", "drain", "-c", cluster.leader.config_path]
     with Tap(str(cluster.leader.config.daemon.socket)) as tap:
-        _batch(tap, site, 6, "drain", eval_ms=800)
+        _batch(tap, site, 4, "drain", eval_ms=800)
         cluster.wait_node("m1", lambda n: n is not None and n["jobs_in_flight"] >= 1, timeout=30)
         out = subprocess.run(run + ["m1"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert '"state": "draining"' in out.stdout
         st = cluster.leader.wait_until(lambda s: cluster.node(s, "m1") is None, timeout=60)
-        tap.run([], concurrency=6, timeout=120)
+        tap.run([], concurrency=4, timeout=120)
         answers = tap.answers()
     assert {a.status for a in answers.values()} == {"ok"}
     assert st["browsers"]["live"] == 1
