@@ -228,3 +228,12 @@ def test_a_member_registers_again_only_without_a_welcomed_node_actor(tmp_path):
     member.write_owner(tmp_path, "b00t", "up")
     assert member.read_owner(tmp_path) == ("b00t", os.getpid(), "up")
     assert os.stat(tmp_path / member.OWNER_FILE).st_mode & 0o077 == 0
+
+
+def test_node_drain_needs_a_leaders_config(tmp_path, capsys):
+    from foxden import cli
+
+    path = tmp_path / "c.toml"
+    path.write_text("[daemon]\nstate_dir = \"s\"\n")
+    assert cli.main(["node", "drain", "-c", str(path), "m1"]) == cli.EXIT_USAGE
+    assert "role is 'standalone'" in capsys.readouterr().err
