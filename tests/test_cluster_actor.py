@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import time
 
+from thespian.actors import ActorExitRequest
+
 from foxden.cluster.leader import ClusterActor
 from foxden.config import default_config
 from foxden.protocols import wire
 from foxden.protocols.messages import (
-    Assign, AssignRefused, BrowserGone, DrainNode, DrainNodeReply, FromNode, InitCluster, JobFinished, JobResult,
+    Assign, AssignRefused, BrowserGone, DrainNode, DrainNodeReply, FromNode, InitCluster, JobFinished, JobResult, LinkTo,
     NodeFence, NodeHeartbeat, NodeJoin, NodeRelease, NodeWelcome, SubmitJob, ToNode, WorkRequest,
 )
 from tests.test_result_route import OK, Dispatcher
@@ -27,12 +29,27 @@ class Cluster(ClusterActor):
     def __init__(self):
         super().__init__()
         self.sent: list = []
+        self.links, self.unlinked = {}, []
         config = default_config().replace(cluster={"node": "lead", "role": "leader"})
         self.receiveMsg_InitCluster(InitCluster(config, "dispatcher", "local-sup", "h:1"), "daemon")
         self.sent.clear()
 
+    links: dict
+
     def send(self, to, msg) -> None:
-        self.sent.append((to, msg))
+        if isinstance(msg, LinkTo):
+            self.links[to] = msg.node
+        elif to in self.links:  # through a node's link (foxden.cluster.link): recorded as sent to the node
+            if not isinstance(msg, ActorExitRequest):
+                self.sent.append((self.links[to], msg))
+            else:
+                self.unlinked.append(self.links[to])
+        else:
+            self.sent.append((to, msg))
+
+    def createActor(self, cls, **kwargs):
+        assert cls == "foxden.cluster.link.NodeLink"  # the only actor it makes here
+        return f"link{len(self.links)}"
 
     def wakeupAfter(self, *args, **kwargs) -> None:
         pass
@@ -83,6 +100,7 @@ def test_a_lost_node_has_its_jobs_settled_once_and_nothing_sent_to_it_after():
     c.receiveMsg_FromNode(FromNode("m1", "m1-a-1", JobResult("i1.b1", "k1", OK)), "m1-actor")
     c.receiveMsg_NodeHeartbeat(NodeHeartbeat("m1", "m1-a-1", {}), "m1-actor")
     assert c.to("dispatcher") == [] and all(isinstance(m, NodeFence) for m in c.to("m1-actor"))
+    assert "m1-actor" in c.unlinked  # its link ended with it: whatever it held for the node is dropped
     assign(c, "m1/i1.b2", key="k2")  # the dispatcher's stale view: refused here, nothing goes to the node
     assert c.to("dispatcher")[-1] == AssignRefused("m1/i1.b2", "k2", gone=True)
     assert not any(isinstance(m, ToNode) for m in c.to("m1-actor"))
