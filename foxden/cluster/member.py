@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from foxden import fsafety, procs
+from foxden import fsafety
 
 __all__ = ["Local", "LOCAL", "OWNER_FILE", "needs_registration", "read_owner", "set_local", "write_owner"]
 

@@ -59,7 +59,6 @@ class NodeActor(FoxdenActor):
         self.old: list[tuple[object, float]] = []  # supervisors being stopped (fence, release), when asked
         self.leader_stop = False  # the leader asked our pool to stop (it is shutting down)
         self.released = False
-        self.beat = itertools.count(1)
 
     def receiveMsg_InitNode(self, msg: InitNode, sender) -> None:
         if self.local is None:
@@ -68,10 +67,6 @@ class NodeActor(FoxdenActor):
             return
         self.leader, self.name = sender, msg.node
         self.heartbeat_s, self.dead_after_s = msg.heartbeat_s, msg.dead_after_s
-        # The newest node actor placed on this member wins: the convention may
-        # announce one registration twice, and a restarted leader places a new
-        # one while the old leader's is still fenced. An older one sees this
-        # file name another and leaves (its browsers stopped first).
         self._new_incarnation()
         self.wakeupAfter(self.heartbeat_s, payload=TICK)
 
@@ -148,10 +143,9 @@ class NodeActor(FoxdenActor):
     def receiveMsg_StateQuery(self, msg: StateQuery, sender) -> None:
         if msg.supervisor is None or sender != self.sup or msg.tag != self.incarnation:
             return
-        table_ = procs.ProcessTable()
         from foxden.actors.admin import _live_violations  # the admin's rule 1, judged here on this machine
 
-        pids = set(table_.children(msg.supervisor["pid"]))
+        pids = set(procs.ProcessTable().children(msg.supervisor["pid"]))
         self.report = (msg.supervisor, tuple(v.text for v in _live_violations(msg.supervisor, pids)))
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
@@ -218,6 +212,9 @@ class NodeActor(FoxdenActor):
             self.send(self.myAddress, ActorExitRequest())
 
     def _superseded(self) -> bool:
+        """The newest node actor placed on this member wins (member.OWNER_FILE names it): the convention
+        may announce one registration twice, and a restarted leader places a new one while the old
+        leader's is still fenced. An older one leaves, its browsers stopped first."""
         owner = member.read_owner(self.local.config.daemon.state_dir)
         return owner is not None and owner[0] != self.boot
 
