@@ -95,12 +95,12 @@ def test_a_lost_node_has_its_jobs_settled_once_and_nothing_sent_to_it_after():
     assert {(g.browser, g.job_key, g.reason) for g in gone} == {("m1/i1.b1", "k1", "node_lost"),
                                                                ("m1/i1.b2", None, "node_lost")}
     assert c.nodes["m1"].state.value == "lost" and c.gones == 2
+    assert c.unlinked == ["m1-actor"]  # its link ended with it: whatever it held for the node is dropped
     c.sent.clear()
     # its late result and heartbeat are dropped (and it is told to fence), never forwarded
     c.receiveMsg_FromNode(FromNode("m1", "m1-a-1", JobResult("i1.b1", "k1", OK)), "m1-actor")
     c.receiveMsg_NodeHeartbeat(NodeHeartbeat("m1", "m1-a-1", {}), "m1-actor")
     assert c.to("dispatcher") == [] and all(isinstance(m, NodeFence) for m in c.to("m1-actor"))
-    assert "m1-actor" in c.unlinked  # its link ended with it: whatever it held for the node is dropped
     assign(c, "m1/i1.b2", key="k2")  # the dispatcher's stale view: refused here, nothing goes to the node
     assert c.to("dispatcher")[-1] == AssignRefused("m1/i1.b2", "k2", gone=True)
     assert not any(isinstance(m, ToNode) for m in c.to("m1-actor"))
