@@ -1,4 +1,4 @@
-"""The `foxden` command line: run, stop, submit, batch, status, session end, demo."""
+"""The `foxden` command line: run, stop, submit, batch, status, session end, lease, demo."""
 from __future__ import annotations
 
 import argparse
@@ -397,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
     end.add_argument("id", help="the session's name")
     end.set_defaults(fn=cmd_session_end)
+
+    from foxden.leases import cli as lease_cli
+
+    lease_cli.add_parser(sub, with_config, _positive_seconds)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
     d.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -205,7 +205,8 @@ class Daemon:
                                                      os.getpid()))
         self._init("dispatcher", InitDispatcher(self.config, a["supervisor"]))
         self._init("admin", InitAdmin(self.config, self.instance, a["supervisor"], a["dispatcher"]))
-        reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
+        reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"],
+                                                       a["supervisor"]))
         if "error" in reply.detail:
             raise StartupError(f"gateway cannot listen on {self.config.daemon.socket}: {reply.detail['error']}")
         return reply

@@ -169,7 +169,8 @@ class AdminActor(FoxdenActor):
         chain_done = time.monotonic()
         # One read of /proc serves the live check and the document.
         table = procs.ProcessTable()
-        pids = set(table.children(msg.supervisor["pid"]))
+        # Leased browsers' actors are the supervisor's children too, but not the pool's.
+        pids = set(table.children(msg.supervisor["pid"])) - {row["pid"] for row in msg.supervisor.get("leases", ())}
         violations, unsettled = check_invariants(msg.dispatcher_before, msg.supervisor, msg.dispatcher_after, pids)
         if first is not None:
             violations = confirmed(first, violations)
@@ -235,6 +236,8 @@ class AdminActor(FoxdenActor):
                      "max": sup["max"], "held_back": sup["held_back"]},
             "browsers": {"live": sup["live"], "by_state": by_state},
             "children": children,
+            "leases": [{k: row[k] for k in ("id", "browser", "engine", "started_at", "expires_at", "connected")}
+                       for row in sup.get("leases", ())],
             "queue": {"depth": disp["queue_depth"], "in_flight": len(disp["running"]),
                       "in_flight_jobs": running_ids},
             "sessions": disp["sessions"],

@@ -104,6 +104,7 @@ class ChromiumDriver(Driver):
         self._pages: dict[str, _Page] = {}  # CDP session id -> page
         self._contexts: dict[str, str] = {}  # foxden session -> browser context id
         self._exited = False
+        self._lent = False  # the pipe was handed to a lease's endpoint (hand_over)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -160,6 +161,17 @@ class ChromiumDriver(Driver):
             raise RuntimeError(f"chromium did not start: {exc}{self._log_tail()}") from None
         self.version = product.split("/", 1)[-1] or product
 
+    def hand_over(self, timeout_s: float) -> tuple[int, int, bytes]:
+        """Give up the CDP pipe to a lease's endpoint: its read fd, write fd and bytes read but not dispatched.
+
+        One more command answered first: the replies launch() did not wait
+        for have arrived (and were dropped) by then, so the new owner is never
+        sent an answer to a command it did not send. The driver reads the
+        pipe no more; close() still ends the browser."""
+        self._pipe.call("Browser.getVersion", deadline=time.monotonic() + timeout_s)
+        pipe, self._lent = self._pipe, True
+        return pipe._rfd, pipe._wfd, bytes(pipe._buffer)
+
     def pids(self) -> list[int]:
         """The browser's main process, then its descendants."""
         if not self._pid or not procs.pid_alive(self._pid):
@@ -180,9 +192,11 @@ class ChromiumDriver(Driver):
         if self._pipe is None:
             return
         if not self._reaped():
-            deadline = time.monotonic() + timeout_s
+            # A lent pipe is another's to read: no polite close, the kill below ends it.
+            deadline = time.monotonic() + (0.0 if self._lent else timeout_s)
             try:
-                self._pipe.call("Browser.close", deadline=deadline)
+                if not self._lent:
+                    self._pipe.call("Browser.close", deadline=deadline)
             except (PipeClosed, CdpTimeout, CdpError):
                 pass  # it exits before it answers, or it is frozen: the wait below decides
             while not self._reaped() and time.monotonic() < deadline:
