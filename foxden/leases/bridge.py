@@ -16,7 +16,13 @@ from http import HTTPStatus
 
 __all__ = ["Bridge", "PipeBackend", "WsBackend"]
 
-log = logging.getLogger("foxden.leases")
+# The bridge's thread must not log through the actor's handlers: Thespian's
+# forwards each record to its logger actor with a transport that is neither
+# thread-safe nor able to pickle what websockets puts in its records. What
+# happens here is kept in counters (and `last_error`) for the actor to read.
+_QUIET = logging.getLogger("foxden.leases.bridge")
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())
 
 # Headers of a Playwright client that its server reads (version, launch options).
 _FORWARDED = ("user-agent",)
@@ -98,7 +104,7 @@ class WsBackend:
         headers = {k: v for k, v in ws.request.headers.raw_items()
                    if k.lower().startswith("x-playwright") or k.lower() in _FORWARDED}
         async with connect(self.url, additional_headers=headers, max_size=None, ping_interval=None,
-                           compression=None, user_agent_header=None, open_timeout=30) as upstream:
+                           compression=None, user_agent_header=None, open_timeout=30, logger=_QUIET) as upstream:
             async def pump(src, dst) -> None:
                 async for message in src:
                     await dst.send(message)
@@ -120,6 +126,8 @@ class Bridge:
         self.clients = 0
         self.refused = 0
         self.browser_gone = False
+        self.sessions = 0  # client sessions served
+        self.last_error = ""  # the last failure of a client session or of the loop (type only: no secrets)
         self._idle_since = time.monotonic()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -154,24 +162,29 @@ class Bridge:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # reported to start(), or logged once the endpoint was up
+        except BaseException as exc:  # reported to start(), or kept once the endpoint was up
             if not self._ready.is_set():
                 self._error = exc
                 self._ready.set()
             else:
-                log.exception("lease endpoint failed")
+                self.last_error = type(exc).__name__
 
     async def _main(self) -> None:
         from websockets.asyncio.server import serve
 
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(self._loop_error)
         self._stop = self._loop.create_future()
         await self.backend.open(self._browser_eof)
         async with serve(self._serve, self.host, 0, process_request=self._check, max_size=None,
-                         ping_interval=None, compression=None, server_header=None) as server:
+                         ping_interval=None, compression=None, server_header=None, logger=_QUIET) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop
+
+    def _loop_error(self, loop, context: dict) -> None:
+        exc = context.get("exception")
+        self.last_error = type(exc).__name__ if exc is not None else str(context.get("message", ""))[:200]
 
     def _browser_eof(self) -> None:
         self.browser_gone = True
@@ -191,10 +204,11 @@ class Bridge:
             await ws.close(1013, "this lease already has a client")
             return
         self.clients += 1
+        self.sessions += 1
         try:
             await self.backend.serve(ws)
         except Exception as exc:  # a client or upstream failure ends this client's session only
-            log.info("lease client session ended: %s", type(exc).__name__)
+            self.last_error = type(exc).__name__
         finally:
             self.clients -= 1
             self._idle_since = time.monotonic()
