@@ -3,6 +3,7 @@ secret, the ends (ttl, idle, `foxden lease end`) with every process gone, and no
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -63,10 +64,12 @@ def _wait_gone(den, lease_id: str, timeout: float) -> dict:
     return den.wait_until(lambda st: all(row["id"] != lease_id for row in st["leases"]), timeout=timeout)
 
 
-def test_a_leased_chromium_serves_playwright_over_cdp_and_never_runs_a_job(den, site):
-    live = den.status()["browsers"]["live"]
+def test_a_leased_chromium_serves_playwright_over_cdp_and_never_runs_a_job(den, site, ended):
+    before = den.status()
+    live, ends = before["browsers"]["live"], before["exits"].get("lease_ended", 0)
     with den.client(timeout=60) as c:
         info = c.lease()
+        ended.append(info["lease"])
         assert info["engine"] == "chromium" and "playwright_version" not in info
         assert info["endpoint"].startswith("ws://127.0.0.1:") and info["expires_at"] > time.time() + 60
         row = _lease_row(den, info["lease"])
@@ -89,13 +92,11 @@ def test_a_leased_chromium_serves_playwright_over_cdp_and_never_runs_a_job(den, 
             assert row["browser"] not in {a.browser for a in answers}
             assert page.title() == "Page 7"  # the jobs did not touch it
             browser.close()
-    done = subprocess.run([sys.executable, "-m", "foxden", "lease", "end", info["lease"], "-c", den.config_path],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    done = _cli(den, "lease", "end", info["lease"])
     assert done.returncode == 0 and "ended, its browser killed" in done.stdout, done.stderr
     assert _alive(found) == [], "`foxden lease end` returned with processes of the lease alive"
     st = den.status()
-    assert st["leases"] == [] and st["exits"].get("lease_ended") == 1 and st["browsers"]["live"] == live
+    assert st["leases"] == [] and st["exits"].get("lease_ended") == ends + 1 and st["browsers"]["live"] == live
     with den.client(timeout=30) as c:
         assert c.end_lease(info["lease"]) == {"lease": info["lease"], "existed": False}
 
@@ -119,22 +120,36 @@ def _status_of(url: str, headers=None) -> int:
     return out[0]
 
 
-def test_the_endpoint_refuses_a_path_without_the_secret_and_a_second_client(den):
+def _cli(den, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "foxden", *args, "-c", den.config_path], capture_output=True,
+                          text=True, timeout=90, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.fixture
+def ended(den):
+    """Lease ids a test took: ended after it whatever happened (one test's lease must not refuse the next's)."""
+    ids: list[str] = []
+    yield ids
     with den.client(timeout=60) as c:
-        info = c.lease(ttl_s=60, idle_s=30)
+        for lease_id in ids:
+            c.end_lease(lease_id)
+
+
+def test_the_endpoint_refuses_a_path_without_the_secret_and_a_second_client(den, ended):
+    done = _cli(den, "lease", "--ttl", "60", "--idle", "30", "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    ended.append(info["lease"])
     base, secret = info["endpoint"].rsplit("/", 1)
-    try:
-        for path in ("", "json/version", secret[:-1], secret + "x", secret.upper()):
-            assert _status_of(f"{base}/{path}") == 403, path
-        assert _status_of(info["endpoint"]) == 101
-        with sync_playwright() as p:
-            browser = p.chromium.connect_over_cdp(info["endpoint"])
-            assert _status_of(info["endpoint"]) == 409  # one client at a time
-            browser.close()
-        assert den.wait_until(lambda st: not st["leases"][0]["connected"], timeout=10)
-    finally:
-        with den.client(timeout=60) as c:
-            assert c.end_lease(info["lease"])["existed"] is True
+    for path in ("", "json/version", secret[:-1], secret + "x", secret.upper()):
+        assert _status_of(f"{base}/{path}") == 403, path
+    assert _status_of(info["endpoint"]) == 101
+    with sync_playwright() as p:
+        browser = p.chromium.connect_over_cdp(info["endpoint"])
+        assert _status_of(info["endpoint"]) == 409  # one client at a time
+        browser.close()
+    assert den.wait_until(lambda st: not st["leases"][0]["connected"], timeout=10)
+    assert secret not in den.log_tail(10_000)
 
 
 def _hold(endpoint: str, seconds: float, connected: threading.Event, closed: list) -> threading.Thread:
@@ -155,25 +170,29 @@ def _hold(endpoint: str, seconds: float, connected: threading.Event, closed: lis
     return thread
 
 
-def test_a_lease_ends_at_its_ttl_with_a_client_connected_and_every_process_gone(den):
-    restarts = den.status()["restarts"]
+def test_a_lease_ends_at_its_ttl_with_a_client_connected_and_every_process_gone(den, ended):
+    before = den.status()
+    restarts, expired = before["restarts"], before["exits"].get("lease_expired", 0)
     with den.client(timeout=60) as c:
         info = c.lease(ttl_s=6, idle_s=30)
+    ended.append(info["lease"])
     found = _processes_of(den, _lease_row(den, info["lease"])["browser"])
     connected, closed = threading.Event(), []
     holder = _hold(info["endpoint"], 30, connected, closed)
     assert connected.wait(20)
     st = _wait_gone(den, info["lease"], timeout=30)
-    assert st["exits"].get("lease_expired") == 1 and st["restarts"] == restarts
+    assert st["exits"].get("lease_expired") == expired + 1 and st["restarts"] == restarts
     assert time.time() >= info["expires_at"]
     holder.join(20)
     assert closed == [True], "the client was not disconnected when its lease expired"
     assert den.wait_until(lambda _: not _alive(found), timeout=5)
 
 
-def test_a_lease_ends_after_idle_seconds_without_a_client_not_while_one_is_connected(den):
+def test_a_lease_ends_after_idle_seconds_without_a_client_not_while_one_is_connected(den, ended):
+    idled = den.status()["exits"].get("lease_idle", 0)
     with den.client(timeout=60) as c:
         info = c.lease(ttl_s=60, idle_s=3)
+    ended.append(info["lease"])
     found = _processes_of(den, _lease_row(den, info["lease"])["browser"])
     connected, closed = threading.Event(), []
     holder = _hold(info["endpoint"], 6, connected, closed)  # twice its idle, connected
@@ -182,14 +201,15 @@ def test_a_lease_ends_after_idle_seconds_without_a_client_not_while_one_is_conne
     left = time.monotonic()
     assert closed == [False] and _lease_row(den, info["lease"]) is not None, "ended while a client was connected"
     st = _wait_gone(den, info["lease"], timeout=20)
-    assert st["exits"].get("lease_idle") == 1 and time.monotonic() - left > 2.5
+    assert st["exits"].get("lease_idle") == idled + 1 and time.monotonic() - left > 2.5
     assert den.wait_until(lambda _: not _alive(found), timeout=5)
 
 
 @pytest.mark.firefox
-def test_a_leased_firefox_serves_playwright_connect(den, site):
+def test_a_leased_firefox_serves_playwright_connect(den, site, ended):
     with den.client(timeout=90) as c:
         info = c.lease(engine="firefox", ttl_s=60, idle_s=30)
+        ended.append(info["lease"])
         assert info["engine"] == "firefox" and info["playwright_version"] == version("playwright")
         found = _processes_of(den, _lease_row(den, info["lease"])["browser"])
         assert any("node" in " ".join(psutil_cmd(pid)) for pid in found)  # its Playwright server
