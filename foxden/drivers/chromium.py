@@ -161,14 +161,13 @@ class ChromiumDriver(Driver):
             raise RuntimeError(f"chromium did not start: {exc}{self._log_tail()}") from None
         self.version = product.split("/", 1)[-1] or product
 
-    def hand_over(self, timeout_s: float) -> tuple[int, int, bytes]:
+    def hand_over(self) -> tuple[int, int, bytes]:
         """Give up the CDP pipe to a lease's endpoint: its read fd, write fd and bytes read but not dispatched.
 
-        One more command answered first: the replies launch() did not wait
-        for have arrived (and were dropped) by then, so the new owner is never
-        sent an answer to a command it did not send. The driver reads the
-        pipe no more; close() still ends the browser."""
-        self._pipe.call("Browser.getVersion", deadline=time.monotonic() + timeout_s)
+        The driver reads the pipe no more; close() still ends the browser (by
+        SIGKILL: no polite close on a pipe another reads). A reply launch()
+        did not wait for may still come: the endpoint drops whatever the
+        browser sends while no client is connected, as it is before the grant."""
         pipe, self._lent = self._pipe, True
         return pipe._rfd, pipe._wfd, bytes(pipe._buffer)
 

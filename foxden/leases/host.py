@@ -49,7 +49,7 @@ class LeaseHost:
         self.driver.launch()
         self.version = self.driver.version
         self.main_pid = self.driver.pids()[0]
-        return PipeBackend(*self.driver.hand_over(pool.launch_timeout_s))
+        return PipeBackend(*self.driver.hand_over())
 
     def _launch_server(self) -> WsBackend:
         from foxden import engines
