@@ -3,6 +3,7 @@ secret, the ends (ttl, idle, `foxden lease end`) with every process gone, and no
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -16,8 +17,12 @@ from importlib.metadata import version
 import pytest
 from playwright.sync_api import sync_playwright
 
+from rich.console import Console
+
 from foxden import procs
+from foxden.aclient import AsyncClient
 from foxden.client import ServerError, job_request
+from foxden.statusview import status_view
 from foxden.harness import DaemonProcess, write_config
 
 from conftest import merged
@@ -86,6 +91,9 @@ def test_a_leased_chromium_serves_playwright_over_cdp_and_never_runs_a_job(den, 
             assert page.title() == "Page 7"
             st = den.status()
             assert _lease_row(den, info["lease"])["connected"] is True
+            table = io.StringIO()
+            Console(file=table, width=160).print(status_view(st))
+            assert f"{info['lease']}  browser {row['browser']}  chromium  connected  expires in" in table.getvalue()
             assert st["browsers"]["live"] == live and all(ch["id"] != row["browser"] for ch in st["children"])
             answers = [a for _, _, a in c.submit_many([job_request(site.url(f"/page/{i}")) for i in range(6)])]
             assert [a.status for a in answers] == ["ok"] * 6
@@ -190,8 +198,11 @@ def test_a_lease_ends_at_its_ttl_with_a_client_connected_and_every_process_gone(
 
 def test_a_lease_ends_after_idle_seconds_without_a_client_not_while_one_is_connected(den, ended):
     idled = den.status()["exits"].get("lease_idle", 0)
-    with den.client(timeout=60) as c:
-        info = c.lease(ttl_s=60, idle_s=3)
+
+    async def lease() -> dict:
+        async with AsyncClient.from_config(den.config, timeout=60) as c:
+            return await c.lease(ttl_s=60, idle_s=3)
+    info = asyncio.run(lease())
     ended.append(info["lease"])
     found = _processes_of(den, _lease_row(den, info["lease"])["browser"])
     connected, closed = threading.Event(), []
@@ -203,6 +214,11 @@ def test_a_lease_ends_after_idle_seconds_without_a_client_not_while_one_is_conne
     st = _wait_gone(den, info["lease"], timeout=20)
     assert st["exits"].get("lease_idle") == idled + 1 and time.monotonic() - left > 2.5
     assert den.wait_until(lambda _: not _alive(found), timeout=5)
+
+    async def end() -> dict:
+        async with AsyncClient.from_config(den.config, timeout=60) as c:
+            return await c.end_lease(info["lease"])
+    assert asyncio.run(end()) == {"lease": info["lease"], "existed": False}
 
 
 @pytest.mark.firefox
