@@ -160,6 +160,18 @@ def test_the_endpoint_refuses_a_path_without_the_secret_and_a_second_client(den,
     assert secret not in den.log_tail(10_000)
 
 
+def test_a_lease_beyond_the_bounds_or_of_a_missing_engine_is_refused_naming_why(den):
+    with den.client(timeout=60) as c:
+        with pytest.raises(ServerError) as refused:
+            c.lease(ttl_s=den.config.leases.max_ttl_s + 1)
+        assert refused.value.code == "bad_field" and refused.value.message.startswith("ttl_s:")
+        if shutil.which("camoufox") is None and not os.path.exists(os.path.expanduser("~/.cache/camoufox")):
+            with pytest.raises(ServerError) as refused:
+                c.lease(engine="camoufox")
+            assert refused.value.code == "lease_failed" and refused.value.message.startswith("engine: camoufox")
+    assert den.status()["leases"] == []
+
+
 def _hold(endpoint: str, seconds: float, connected: threading.Event, closed: list) -> threading.Thread:
     """A client connected to the lease's endpoint for up to `seconds` (a bare WebSocket: quick to connect
     under load, and a connection is all that idle counts); `closed` gets True if the daemon closed it."""

@@ -120,23 +120,22 @@ class Leasing:
 
     def _lease_exited(self, child: Child) -> None:
         """The one cleanup path's part for a leased child: sweep, answer its waiters; no restart, no retry."""
+        # First: should the sweep fail, the child is still in `leased`, and
+        # _missed_exits runs this again on a later tick (its actor is dead).
+        self._sweep(child)
         del self.leased[child.id]
-        reason = child.exit_reason or ExitReason.CRASH
-        lease = child.lease
-        try:
-            self.exits[reason.value] += 1
-            with logs.context(browser=child.id):
-                log.info("lease %s: browser %s exited (%s)", lease.id, child.id, reason.value)
-            self._sweep(child)
-        finally:
-            if lease.reply_to is not None:  # it never became ready
-                detail = child.exit_detail or reason.value
-                self.send(lease.reply_to, LeaseAnswer(lease.tag, error=ErrorInfo(
-                    ErrorCode.LEASE_FAILED.value, f"the leased browser did not start: {detail}")))
-                lease.reply_to = None
-            for gateway, tag in lease.end_waiters:
-                self.send(gateway, LeaseEndAnswer(tag, lease.id, existed=True))
-            lease.end_waiters.clear()
+        reason, lease = child.exit_reason or ExitReason.CRASH, child.lease
+        self.exits[reason.value] += 1
+        with logs.context(browser=child.id):
+            log.info("lease %s: browser %s exited (%s)", lease.id, child.id, reason.value)
+        if lease.reply_to is not None:  # it never became ready
+            detail = child.exit_detail or reason.value
+            self.send(lease.reply_to, LeaseAnswer(lease.tag, error=ErrorInfo(
+                ErrorCode.LEASE_FAILED.value, f"the leased browser did not start: {detail}")))
+            lease.reply_to = None
+        for gateway, tag in lease.end_waiters:
+            self.send(gateway, LeaseEndAnswer(tag, lease.id, existed=True))
+        lease.end_waiters.clear()
         if self.stopping:
             self._maybe_stopped()
         else:
