@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from foxden.client import BrokenByDaemonError, ClientError, ClosedByCallerError, ServerError
-from foxden.client import TimedOutError, UnreachableError, job_request
+from foxden.client import TimedOutError, UnreachableError, job_request, lease_info
 from foxden.protocols import wire
 
 CONNECT_TIMEOUT_S = 10.0
@@ -152,6 +152,18 @@ class AsyncClient:
         """End a session after its submitted jobs, closing its browser context; False if the daemon held none."""
         rid = next(self._rids)
         return (await self._request(rid, wire.EndSession(rid, session))).existed
+
+    async def lease(self, engine: str | None = None, ttl_s: float | None = None, idle_s: float | None = None
+                    ) -> dict:
+        """Lease a browser of your own (see Client.lease)."""
+        rid = next(self._rids)
+        return lease_info(await self._request(rid, wire.Lease(rid, engine, ttl_s, idle_s)))
+
+    async def end_lease(self, lease_id: str) -> dict:
+        """End a lease now (see Client.end_lease)."""
+        rid = next(self._rids)
+        reply = await self._request(rid, wire.EndLease(rid, lease_id))
+        return {"lease": reply.lease, "existed": reply.existed}
 
     # --- plumbing ------------------------------------------------------------
 

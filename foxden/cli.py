@@ -1,4 +1,4 @@
-"""The `foxden` command line: run, stop, submit, batch, status, session end, node drain, demo."""
+"""The `foxden` command line: run, stop, submit, batch, status, session end, lease, node drain, demo."""
 from __future__ import annotations
 
 import argparse
@@ -432,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     drain = with_config(nd_sub.add_parser("drain", help="stop assigning to a node, let its jobs finish, release it"))
     drain.add_argument("name", help="the node's name ([cluster] node)")
     drain.set_defaults(fn=cmd_node_drain)
+
+    from foxden.leases import cli as lease_cli
+
+    lease_cli.add_parser(sub, with_config, _positive_seconds)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
     d.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -11,7 +11,7 @@ from foxden.protocols import wire
 
 
 __all__ = ["BrokenByDaemonError", "Client", "ClientError", "ClosedByCallerError", "ServerError", "TimedOutError",
-           "UnreachableError", "job_request"]
+           "UnreachableError", "job_request", "lease_info"]
 
 
 class ClientError(Exception):
@@ -45,6 +45,14 @@ class TimedOutError(ClientError, TimeoutError):
 
 
 _JOB_FIELDS = {f.name for f in fields(wire.JobRequest)}
+
+
+def lease_info(reply: wire.Leased) -> dict:
+    """A `leased` reply as the dict Client.lease returns (playwright_version only when there is one)."""
+    info = {"lease": reply.lease, "engine": reply.engine, "endpoint": reply.endpoint, "expires_at": reply.expires_at}
+    if reply.playwright_version is not None:
+        info["playwright_version"] = reply.playwright_version
+    return info
 
 
 def job_request(url: str | None = None, **kw) -> wire.JobRequest:
@@ -158,6 +166,19 @@ class Client:
     def end_session(self, session: str) -> bool:
         """End a session after its submitted jobs, closing its browser context; False if the daemon held none."""
         return self._request(wire.EndSession(next(self._rids), session)).existed
+
+    def lease(self, engine: str | None = None, ttl_s: float | None = None, idle_s: float | None = None) -> dict:
+        """Lease a browser of your own: {lease, engine, endpoint, playwright_version?, expires_at} (docs/leases.md).
+
+        `endpoint` carries the lease's secret. Chromium: connect with Playwright's
+        connect_over_cdp(endpoint) or Puppeteer; Firefox and Camoufox: with
+        playwright.firefox.connect(endpoint), from Playwright `playwright_version`."""
+        return lease_info(self._request(wire.Lease(next(self._rids), engine, ttl_s, idle_s)))
+
+    def end_lease(self, lease_id: str) -> dict:
+        """End a lease now (its browser is killed); {lease, existed}: existed is False if no such lease was live."""
+        reply = self._request(wire.EndLease(next(self._rids), lease_id))
+        return {"lease": reply.lease, "existed": reply.existed}
 
     # --- plumbing ------------------------------------------------------------
 

@@ -152,6 +152,17 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class LeasesConfig:
+    """[leases]: how many browsers may be leased at once, and for how long."""
+
+    max: int = 2
+    ttl_s: float = 600.0
+    idle_s: float = 60.0
+    max_ttl_s: float = 3600.0
+    max_idle_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from, if any."""
 
@@ -163,6 +174,7 @@ class Config:
     metrics: MetricsConfig
     recycle: RecycleConfig
     sessions: SessionsConfig = SessionsConfig()
+    leases: LeasesConfig = LeasesConfig()
     source: Path | None = None
     cluster: ClusterConfig = ClusterConfig()
 
@@ -186,6 +198,7 @@ _SECTIONS: dict[str, type] = {
     "recycle": RecycleConfig,
     "sessions": SessionsConfig,
     "cluster": ClusterConfig,
+    "leases": LeasesConfig,
 }
 
 _PORT = (0, 65535)
@@ -240,6 +253,7 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         recycle=_recycle(s["recycle"]),
         sessions=SessionsConfig(max=s["sessions"].integer("max", 256, 1),
                                 idle_s=s["sessions"].number("idle_s", 300.0, gt=0)),
+        leases=_leases(s["leases"]),
         source=source,
         cluster=cluster,
     )
@@ -290,6 +304,18 @@ def leader_address(config: Config) -> tuple[str, int]:
     found = _host_port(config.cluster.leader)
     assert found is not None, "validated by parse_config"
     return found
+
+
+def _leases(s: _Section) -> LeasesConfig:
+    max_ttl_s, max_idle_s = s.number("max_ttl_s", 3600.0, gt=0), s.number("max_idle_s", 600.0, gt=0)
+    ttl_s = s.number("ttl_s", min(600.0, max_ttl_s), gt=0)
+    idle_s = s.number("idle_s", min(60.0, max_idle_s), gt=0)
+    if ttl_s > max_ttl_s:
+        s.fail("ttl_s", f"{ttl_s:g} is more than max_ttl_s ({max_ttl_s:g})")
+    if idle_s > max_idle_s:
+        s.fail("idle_s", f"{idle_s:g} is more than max_idle_s ({max_idle_s:g})")
+    return LeasesConfig(max=s.integer("max", 2, 0), ttl_s=ttl_s, idle_s=idle_s, max_ttl_s=max_ttl_s,
+                        max_idle_s=max_idle_s)
 
 
 def _daemon(s: _Section) -> DaemonConfig:

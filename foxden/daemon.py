@@ -266,7 +266,8 @@ class Daemon:
                                               f"{self.config.cluster.bind}:{self.port}"))
         self._init("dispatcher", InitDispatcher(self.config, pools))
         self._init("admin", InitAdmin(self.config, self.instance, pools, a["dispatcher"]))
-        reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
+        reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"],
+                                                   a.get("supervisor")))
         if "error" in reply.detail:
             raise StartupError(f"gateway cannot listen on {self.config.daemon.socket}: {reply.detail['error']}")
         return reply

@@ -1,6 +1,8 @@
 """The `foxden status` table: a rich view of one status document."""
 from __future__ import annotations
 
+import time
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -49,6 +51,10 @@ def status_view(st: dict) -> RenderableType:
         summary.add_row("invariants", Text("VIOLATED: " + "; ".join(inv["violations"]), style="bold red"))
     if pool["error"]:
         summary.add_row("pool error", Text(pool["error"], style="red"))
+    for lease in st.get("leases", ()):
+        left = f"  expires in {duration(max(0.0, lease['expires_at'] - time.time()))}" if lease["expires_at"] else ""
+        summary.add_row("lease", f"{lease['id']}  browser {lease['browser']}  {lease['engine']}  "
+                                 f"{'connected' if lease['connected'] else 'no client'}{left}")
 
     browsers = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
     for name, justify in (("id", "left"), ("pid", "right"), ("engine", "left"), ("state", "left"),

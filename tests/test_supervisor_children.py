@@ -11,7 +11,8 @@ from foxden.supervisor.children import STRICT_ENV, TRANSITIONS, Child, ChildStat
 
 S = ChildState
 LEGAL = {(S.STARTING, S.IDLE), (S.STARTING, S.STOPPING), (S.IDLE, S.BUSY), (S.IDLE, S.STOPPING),
-         (S.BUSY, S.IDLE), (S.BUSY, S.STOPPING)}
+         (S.BUSY, S.IDLE), (S.BUSY, S.STOPPING),
+         (S.STARTING, S.LEASED), (S.LEASED, S.STOPPING)}  # a leased browser: never idle or busy
 
 
 def child(state: ChildState = S.STARTING) -> Child:

@@ -13,7 +13,8 @@ R = ExitReason
 # The specification, written out independently of the enum's code.
 ABNORMAL = {R.CRASH, R.TIMEOUT, R.UNRESPONSIVE, R.LAUNCH_FAILED, R.NODE_LOST}  # node_lost: docs/cluster.md
 COUNTED = {R.CRASH, R.UNRESPONSIVE, R.LAUNCH_FAILED, R.NODE_LOST}  # a timeout is the job's fault: restarted, not counted
-NOT_RETRYING = {R.TIMEOUT, R.SHUTDOWN}  # the job had its time; nothing is left to run it
+NOT_RETRYING = {R.TIMEOUT, R.SHUTDOWN,  # the job had its time; nothing is left to run it
+                R.LEASE_EXPIRED, R.LEASE_IDLE, R.LEASE_ENDED}  # a leased browser runs no job
 
 
 @pytest.mark.parametrize("reason", list(ExitReason))

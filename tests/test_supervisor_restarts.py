@@ -22,11 +22,12 @@ FAILURES = (ExitReason.CRASH, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED,
             ExitReason.NODE_LOST)  # node_lost: a cluster node's browsers, written off with it (docs/cluster.md)
 RETIREMENTS = tuple(r for r in ExitReason if r.is_retirement)
 SIBLING_STOPS = (ExitReason.SIBLING_ONE_FOR_ALL, ExitReason.SIBLING_REST_FOR_ONE)
+LEASE_ENDS = (ExitReason.LEASE_EXPIRED, ExitReason.LEASE_IDLE, ExitReason.LEASE_ENDED)
 SIBLINGS = {"one_for_one": (), "one_for_all": ("b1", "b3", "b4"), "rest_for_one": ("b3", "b4")}
 
 
 def test_every_reason_is_in_exactly_one_family():
-    families = [set(FAILURES), set(RETIREMENTS), set(SIBLING_STOPS), {ExitReason.SHUTDOWN}]
+    families = [set(FAILURES), set(RETIREMENTS), set(SIBLING_STOPS), set(LEASE_ENDS), {ExitReason.SHUTDOWN}]
     assert sum(len(f) for f in families) == len(ExitReason) == len(set().union(*families))
 
 
@@ -50,6 +51,10 @@ def test_plan_for_one_exit(strategy, restart, reason):
         assert plan.history.times == ()
     elif reason in RETIREMENTS:
         assert (plan.action, plan.stop, plan.relaunch, plan.drop) == ("replace", (), (FAILED,), 0)
+        assert plan.history.times == ()
+    elif reason in LEASE_ENDS:
+        # Never asked (a leased browser is not the pool's); nothing replaced, dropped or counted.
+        assert (plan.action, plan.stop, plan.relaunch, plan.drop) == ("ignore", (), (), 0)
         assert plan.history.times == ()
     elif reason in SIBLING_STOPS:
         # Its group restart was counted and relaunches it: nothing more.

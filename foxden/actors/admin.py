@@ -194,6 +194,8 @@ class AdminActor(FoxdenActor):
         # One read of /proc serves the live check and the document.
         table = procs.ProcessTable()
         pids = set(table.children(msg.supervisor["pid"])) if msg.supervisor["pid"] else set()
+        # Leased browsers' actors are the supervisor's children too, but not the pool's.
+        pids -= {row["pid"] for row in msg.supervisor.get("leases", ())}
         violations, unsettled = check_invariants(msg.dispatcher_before, msg.supervisor, msg.dispatcher_after, pids)
         if first is not None:
             violations = confirmed(first, violations)
@@ -261,6 +263,8 @@ class AdminActor(FoxdenActor):
             "browsers": {"live": sup.get("cluster_live", sup["live"]), "by_state": by_state},
             "children": children + _remote_children(sup, by_state),
             **({"nodes": sup["nodes"]} if "nodes" in sup else {}),
+            "leases": [{k: row[k] for k in ("id", "browser", "engine", "started_at", "expires_at", "connected")}
+                       for row in sup.get("leases", ())],
             "queue": {"depth": disp["queue_depth"], "in_flight": len(disp["running"]),
                       "in_flight_jobs": running_ids},
             "sessions": disp["sessions"],

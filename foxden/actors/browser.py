@@ -17,6 +17,7 @@ from foxden.protocols.messages import (
     Dying,
     JobDone,
     JobResult,
+    LeaseReady,
     Outcome,
     Ping,
     Pong,
@@ -54,6 +55,7 @@ class BrowserActor(FoxdenActor):
         self._driver = None
         self._closed = False
         self._dying = False
+        self._lease = None  # lease mode: a foxden.leases.LeaseHost, and no jobs
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -71,6 +73,9 @@ class BrowserActor(FoxdenActor):
         for var in ("TMPDIR", "TMP", "TEMP"):
             os.environ[var] = msg.tmpdir
         self.send(sender, BrowserStarted(msg.browser, os.getpid()))
+        if msg.lease is not None:
+            self._start_lease(msg, sender)
+            return
         try:
             self._driver = open_driver(msg.engine, msg.config.pool, msg.tmpdir, msg.config.jobs)
             self._driver.launch()
@@ -79,6 +84,20 @@ class BrowserActor(FoxdenActor):
             return
         version = f"{msg.engine.name} {self._driver.version}"
         self.send(sender, BrowserReady(msg.browser, os.getpid(), tuple(self._driver.pids()), msg.engine.name, version))
+
+    def _start_lease(self, msg: StartBrowser, sender) -> None:
+        """Lease mode: a browser for one client's own Playwright, behind the lease's endpoint."""
+        from foxden.leases.host import LeaseHost
+
+        self._lease = LeaseHost(msg.engine, msg.config, msg.tmpdir, msg.lease)
+        try:
+            self._lease.launch()
+        except Exception as exc:  # the supervisor answers the lease request with this
+            self._die(ExitReason.LAUNCH_FAILED, f"{type(exc).__name__}: {exc}".strip())
+            return
+        self.send(sender, LeaseReady(msg.browser, os.getpid(), tuple(self._lease.pids()), msg.engine.name,
+                                     f"{msg.engine.name} {self._lease.version}", self._lease.port,
+                                     self._lease.playwright_version))
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender) -> None:
         self.close()
@@ -92,6 +111,8 @@ class BrowserActor(FoxdenActor):
             return
         self._closed = True
         try:
+            if self._lease is not None:
+                self._lease.close(self._close_timeout_s)
             if self._driver is not None:
                 self._driver.close(self._close_timeout_s)
         except Exception:
@@ -120,13 +141,18 @@ class BrowserActor(FoxdenActor):
         self._die(ExitReason.CRASH, detail)
 
     def _browser_alive(self) -> bool:
+        if self._lease is not None:
+            return self._lease.alive()
         return self._driver is not None and self._driver.alive()
 
     # --- heartbeat -----------------------------------------------------------
 
     def receiveMsg_Ping(self, msg: Ping, sender) -> None:
         alive = self._browser_alive()
-        self.send(sender, Pong(self._id, msg.seq, alive))
+        if self._lease is not None:
+            self.send(sender, Pong(self._id, msg.seq, alive, self._lease.clients, self._lease.idle_for))
+        else:
+            self.send(sender, Pong(self._id, msg.seq, alive))
         if not alive and not self._closed:
             self._die(ExitReason.CRASH, "browser process is gone")
 

@@ -20,10 +20,14 @@ from foxden.protocols import wire
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     CloseGateway,
+    EndLeaseRequest,
     EndSessionRequest,
     Initialized,
     InitGateway,
     JobAnswer,
+    LeaseAnswer,
+    LeaseEndAnswer,
+    LeaseRequest,
     SessionEndAnswer,
     StatusQuery,
     StatusReport,
@@ -84,6 +88,7 @@ class GatewayActor(FoxdenActor):
         self.token: bytes | None = None
         self.dispatcher = None
         self.admin = None
+        self.supervisor = None  # lease requests go to it
         self.instance = ""
         self.max_frame = wire.MAX_FRAME
         self.flush_scheduled = False
@@ -104,6 +109,7 @@ class GatewayActor(FoxdenActor):
     def receiveMsg_InitGateway(self, msg: InitGateway, sender) -> None:
         cfg = msg.config.daemon
         self.dispatcher, self.admin, self.instance = msg.dispatcher, msg.admin, msg.instance
+        self.supervisor = msg.supervisor
         self.token = cfg.token.encode() if cfg.token else None
         self.limits = cfg
         self.max_connections = _fd_budget(cfg.max_connections)
@@ -297,7 +303,7 @@ class GatewayActor(FoxdenActor):
             conn.closing = True
             return
         conn.greeted = True
-        if isinstance(item, (wire.Submit, wire.StatusRequest, wire.EndSession)):
+        if isinstance(item, (wire.Submit, wire.StatusRequest, wire.EndSession, wire.Lease, wire.EndLease)):
             self._take(conn, item)
         elif isinstance(item, wire.Ping):
             self._reply(conn, wire.Pong(item.rid))
@@ -319,6 +325,10 @@ class GatewayActor(FoxdenActor):
             self.send(self.dispatcher, SubmitJob(item.job, tag))
         elif isinstance(item, wire.EndSession):
             self.send(self.dispatcher, EndSessionRequest(item.session, tag))
+        elif isinstance(item, wire.Lease):
+            self.send(self.supervisor, LeaseRequest(tag, item.engine, item.ttl_s, item.idle_s))
+        elif isinstance(item, wire.EndLease):
+            self.send(self.supervisor, EndLeaseRequest(tag, item.lease))
         else:
             # One status query at a time for all connections: requests that
             # arrive while it runs share its answer (a snapshot and a /proc
@@ -344,6 +354,17 @@ class GatewayActor(FoxdenActor):
             self._deliver(cid, wire.ErrorReply(rid, msg.error.code, msg.error.message))
         else:
             self._deliver(cid, wire.SessionEnded(rid, msg.session, msg.existed))
+
+    def receiveMsg_LeaseAnswer(self, msg: LeaseAnswer, sender) -> None:
+        cid, rid = msg.tag
+        if msg.error is not None:
+            self._deliver(cid, wire.ErrorReply(rid, msg.error.code, msg.error.message))
+        else:
+            self._deliver(cid, wire.Leased(rid, **msg.info))
+
+    def receiveMsg_LeaseEndAnswer(self, msg: LeaseEndAnswer, sender) -> None:
+        cid, rid = msg.tag
+        self._deliver(cid, wire.LeaseEnded(rid, msg.lease, msg.existed))
 
     def _deliver(self, cid: int, reply) -> None:
         conn = self.by_cid.get(cid)

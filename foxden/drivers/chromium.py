@@ -108,6 +108,7 @@ class ChromiumDriver(Driver):
         self._session_options: dict[str, JobOptions] = {}  # foxden session -> its first job's options
         self._user_agent = ""  # the browser's own, for a job that sets a locale but no user agent
         self._exited = False
+        self._lent = False  # the pipe was handed to a lease's endpoint (hand_over)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -166,6 +167,16 @@ class ChromiumDriver(Driver):
             raise RuntimeError(f"chromium did not start: {exc}{self._log_tail()}") from None
         self.version = product.split("/", 1)[-1] or product
 
+    def hand_over(self) -> tuple[int, int, bytes]:
+        """Give up the CDP pipe to a lease's endpoint: its read fd, write fd and bytes read but not dispatched.
+
+        The driver reads the pipe no more; close() still ends the browser (by
+        SIGKILL: no polite close on a pipe another reads). A reply launch()
+        did not wait for may still come: the endpoint drops whatever the
+        browser sends while no client is connected, as it is before the grant."""
+        pipe, self._lent = self._pipe, True
+        return pipe._rfd, pipe._wfd, bytes(pipe._buffer)
+
     def pids(self) -> list[int]:
         """The browser's main process, then its descendants."""
         if not self._pid or not procs.pid_alive(self._pid):
@@ -186,9 +197,11 @@ class ChromiumDriver(Driver):
         if self._pipe is None:
             return
         if not self._reaped():
-            deadline = time.monotonic() + timeout_s
+            # A lent pipe is another's to read: no polite close, the kill below ends it.
+            deadline = time.monotonic() + (0.0 if self._lent else timeout_s)
             try:
-                self._pipe.call("Browser.close", deadline=deadline)
+                if not self._lent:
+                    self._pipe.call("Browser.close", deadline=deadline)
             except (PipeClosed, CdpTimeout, CdpError):
                 pass  # it exits before it answers, or it is frozen: the wait below decides
             while not self._reaped() and time.monotonic() < deadline:

@@ -48,6 +48,10 @@ class ErrorCode(str, enum.Enum):
     TOO_MANY_REQUESTS = ("too_many_requests", _B, _F,
                          "too many unanswered requests on this connection; retry later")
     UNKNOWN_SESSION = ("unknown_session", _C, _F, "`end_session` named a session that does not exist")
+    TOO_MANY_LEASES = ("too_many_leases", _B, _F, "`[leases] max` browsers are leased; end one or retry later")
+    LEASE_HELD_BACK = ("lease_held_back", _B, _F,
+                       "memory admission: the box lacks the memory for one more browser; retry later")
+    LEASE_FAILED = ("lease_failed", _D, _F, "the leased browser could not be started (the message says why)")
     HEADER_TIMEOUT = ("header_timeout", _C, _F,
                       "no complete request (or frame) within `[daemon] header_timeout_s`; the connection is closed")
     IDLE_TIMEOUT = ("idle_timeout", _C, _F,

@@ -39,6 +39,11 @@ class ExitReason(StrEnum):
     SIBLING_ONE_FOR_ALL = "sibling_one_for_all"
     SIBLING_REST_FOR_ONE = "sibling_rest_for_one"
     SHUTDOWN = "shutdown"  # the pool is stopping, or has given up
+    # Lease ends: a leased browser (never in the pool) is killed and never
+    # reused; nothing is retried, restarted or charged to the intensity.
+    LEASE_EXPIRED = "lease_expired"  # watchdog: its ttl passed
+    LEASE_IDLE = "lease_idle"  # watchdog: no client connected for its idle seconds
+    LEASE_ENDED = "lease_ended"  # its holder ended it (`foxden lease end`, end_lease)
 
     @property
     def is_normal(self) -> bool:
@@ -61,7 +66,12 @@ class ExitReason(StrEnum):
 
         Not after a timeout (the job had its time) nor at shutdown (nothing
         will run it); a sibling stop or a crash is not the job's doing."""
-        return self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN)
+        return self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN) and self not in _LEASE_ENDS
+
+    @property
+    def ends_lease(self) -> bool:
+        """A lease's normal end (ttl, idle, or on request): its browser goes, nothing replaces it."""
+        return self in _LEASE_ENDS
 
     @property
     def node_lost(self) -> bool:
@@ -91,4 +101,5 @@ _FAILURES = frozenset({ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.UNRESPON
                        ExitReason.NODE_LOST})
 _RETIREMENTS = frozenset({ExitReason.RECYCLED_JOBS, ExitReason.RECYCLED_AGE, ExitReason.RECYCLED_MEMORY,
                           ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED})
+_LEASE_ENDS = frozenset({ExitReason.LEASE_EXPIRED, ExitReason.LEASE_IDLE, ExitReason.LEASE_ENDED})
 _SIBLING_STRATEGIES = {ExitReason.SIBLING_ONE_FOR_ALL: "one_for_all", ExitReason.SIBLING_REST_FOR_ONE: "rest_for_one"}

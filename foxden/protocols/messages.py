@@ -91,6 +91,7 @@ class InitGateway:
     instance: str
     dispatcher: Any
     admin: Any
+    supervisor: Any = None  # for lease requests
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,65 @@ class StartBrowser:
     engine: Any  # foxden.engines.EngineChoice, resolved once by the daemon
     marker: str
     tmpdir: str
+    lease: Any = None  # a LeaseSpec: launch for a lease (its endpoint), not for jobs
+
+
+@dataclass(frozen=True)
+class LeaseSpec:
+    """Supervisor -> browser actor (in StartBrowser): serve this lease's endpoint on `host`, under `secret`."""
+
+    id: str
+    secret: str
+    host: str
+
+
+@dataclass(frozen=True)
+class LeaseReady:
+    """Browser actor -> supervisor: the leased browser is up and its endpoint listens on `port`."""
+
+    browser: str
+    pid: int
+    browser_pids: tuple[int, ...]
+    engine: str
+    version: str
+    port: int
+    playwright_version: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRequest:
+    """Gateway -> supervisor: a client asks for a leased browser (wire `lease`); a LeaseAnswer to `tag` follows."""
+
+    tag: Any
+    engine: str | None = None
+    ttl_s: float | None = None
+    idle_s: float | None = None
+
+
+@dataclass(frozen=True)
+class LeaseAnswer:
+    """Supervisor -> gateway: the granted lease (`info`: the wire `leased` fields but rid), or `error`."""
+
+    tag: Any
+    info: dict | None = None
+    error: Any = None  # wire.ErrorInfo
+
+
+@dataclass(frozen=True)
+class EndLeaseRequest:
+    """Gateway -> supervisor: end lease `lease` (wire `end_lease`); a LeaseEndAnswer follows once it is gone."""
+
+    tag: Any
+    lease: str
+
+
+@dataclass(frozen=True)
+class LeaseEndAnswer:
+    """Supervisor -> gateway: the lease's browser is gone (existed) or there was no such lease."""
+
+    tag: Any
+    lease: str
+    existed: bool
 
 
 @dataclass(frozen=True)
@@ -374,6 +434,8 @@ class Pong:
     browser: str
     seq: int
     alive: bool
+    clients: int = 0  # a leased browser: clients connected to its endpoint now
+    idle_for: float = 0.0  # a leased browser: seconds without a connected client
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,46 @@ class SessionEnded:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Client -> server: lease one browser of its own (see docs/leases.md); a Leased with `rid`
+    follows, or an error (too_many_leases, lease_held_back, lease_failed)."""
+
+    rid: int
+    engine: str | None = None  # default: the pool's engine
+    ttl_s: float | None = None  # default: [leases] ttl_s; at most [leases] max_ttl_s
+    idle_s: float | None = None  # default: [leases] idle_s; at most [leases] max_idle_s
+
+
+@dataclass(frozen=True)
+class Leased:
+    """Server -> client: the answer to Lease. `endpoint` carries the lease's secret: keep it."""
+
+    rid: int
+    lease: str
+    engine: str
+    endpoint: str
+    expires_at: float  # Unix time
+    playwright_version: str | None = None  # Firefox and Camoufox: the client's Playwright must match it
+
+
+@dataclass(frozen=True)
+class EndLease:
+    """Client -> server: end lease `lease` now (its browser is killed); a LeaseEnded with `rid` follows."""
+
+    rid: int
+    lease: str
+
+
+@dataclass(frozen=True)
+class LeaseEnded:
+    """Server -> client: the answer to EndLease; `existed` is False when no such lease was live."""
+
+    rid: int
+    lease: str
+    existed: bool
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     """Server -> client: a request could not be taken; `rid` is None when the
     offending frame had no usable rid. Codes are ProtocolError's plus "unauthorized"."""
@@ -227,7 +267,7 @@ class ErrorReply:
 
 
 Message = Union[Hello, Welcome, Submit, Result, StatusRequest, StatusReply, Ping, Pong, EndSession, SessionEnded,
-                ErrorReply]
+                ErrorReply, Lease, Leased, EndLease, LeaseEnded]
 
 
 # --- field checks ------------------------------------------------------------
@@ -456,6 +496,12 @@ _MESSAGES: dict[str, _Spec] = {
     "end_session": _spec(EndSession, {"rid": _rid, "session": _str(1, _MAX_NAME)}),
     "session_ended": _spec(SessionEnded, {"rid": _rid, "session": _text, "existed": _bool}),
     "error": _spec(ErrorReply, {"rid": _nullable(_rid), "code": _text, "message": _text}),
+    "lease": _spec(Lease, {"rid": _rid, "engine": _nullable(_one_of("camoufox", "chromium", "firefox")),
+                           "ttl_s": _nullable(_number(positive=True)), "idle_s": _nullable(_number(positive=True))}),
+    "leased": _spec(Leased, {"rid": _rid, "lease": _text, "engine": _text, "endpoint": _text,
+                             "expires_at": _number(positive=False), "playwright_version": _opt_text}),
+    "end_lease": _spec(EndLease, {"rid": _rid, "lease": _str(1, _MAX_NAME)}),
+    "lease_ended": _spec(LeaseEnded, {"rid": _rid, "lease": _text, "existed": _bool}),
 }
 _TYPE_OF = {spec.cls: name for name, spec in _MESSAGES.items()}
 # Values of these types inside a message are encoded as nested maps.

@@ -37,6 +37,7 @@ from foxden.protocols.messages import (
 )
 from foxden.supervisor import policy, pool, reaper, watchdog
 from foxden.supervisor.children import Child, ChildState, Lingering
+from foxden.supervisor.leasing import Leasing
 
 __all__ = ["Lingering", "SupervisorActor", "TICK"]
 
@@ -47,7 +48,7 @@ BROWSER_ACTOR = "foxden.actors.browser.BrowserActor"  # created by name, as Thes
 BUSY, IDLE, STARTING, STOPPING = ChildState.BUSY, ChildState.IDLE, ChildState.STARTING, ChildState.STOPPING
 
 
-class SupervisorActor(FoxdenActor):
+class SupervisorActor(Leasing, FoxdenActor):
     """Keeps `size` browsers alive under an OTP restart policy.
 
     Every decision is a pure function of the policy, watchdog, pool and
@@ -69,6 +70,7 @@ class SupervisorActor(FoxdenActor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.children: dict[str, Child] = {}  # in start order (rest_for_one relies on it)
+        self.leased: dict[str, Child] = {}  # leased browsers: out of the pool (see supervisor/leasing.py)
         self.config = self.engine = self.dispatcher = None
         self.limits: watchdog.Limits | None = None
         self.instance = ""
@@ -169,8 +171,16 @@ class SupervisorActor(FoxdenActor):
                 log.info("retiring browser %s (%s) after %d jobs", child.id, reason.value, child.jobs_done)
         self._request_stop(child, reason)
 
+    def _any_child(self, bid: str) -> Child | None:
+        """A pool child or a leased one."""
+        return self.children.get(bid) or self.leased.get(bid)
+
+    def _everyone(self) -> list[Child]:
+        """Pool children and leased ones: what the watchdog watches and the cleanup path cleans."""
+        return [*self.children.values(), *self.leased.values()]
+
     def receiveMsg_BrowserStarted(self, msg: BrowserStarted, sender) -> None:
-        child = self.children.get(msg.browser)
+        child = self._any_child(msg.browser)
         if child is not None:
             child.pid = msg.pid
             child.pid_created = procs.create_time(msg.pid)
@@ -196,7 +206,7 @@ class SupervisorActor(FoxdenActor):
             self._fill()  # a launch slot is free
 
     def receiveMsg_Dying(self, msg: Dying, sender) -> None:
-        child = self.children.get(msg.browser)
+        child = self._any_child(msg.browser)
         if child is None:
             return
         child.end(msg.exit, msg.detail)
@@ -262,7 +272,7 @@ class SupervisorActor(FoxdenActor):
         if self.daemon_pid and not procs.pid_alive(self.daemon_pid, self.daemon_created):
             self._orphaned()
         now = time.monotonic()
-        for child in list(self.children.values()):
+        for child in self._everyone():
             main = procs.process_state(child.browser_pids[0]) if child.browser_pids else None
             child.stopped_ticks = watchdog.count_stopped(child.stopped_ticks, main)
             decided = watchdog.verdict(child, main, now, self.limits)
@@ -321,10 +331,13 @@ class SupervisorActor(FoxdenActor):
             os._exit(1)  # even if the above failed: a supervisor of nobody must not go on restarting browsers
 
     def receiveMsg_Pong(self, msg: Pong, sender) -> None:
-        child = self.children.get(msg.browser)
+        child = self._any_child(msg.browser)
         if child is not None and msg.alive:
             child.pong_seen = max(child.pong_seen, msg.seq)
             child.last_pong = time.monotonic()
+            if child.lease is not None:
+                child.lease.clients, child.lease.idle_for = msg.clients, msg.idle_for
+                child.lease.idle_seen = child.last_pong
 
     # --- ending children -------------------------------------------------------
 
@@ -345,7 +358,7 @@ class SupervisorActor(FoxdenActor):
             child.move(STOPPING)
         child.kill_at = time.monotonic()
         pids = ([p.pid for p in reaper.known_processes(child)] if child.pid
-                else reaper.unclaimed_pids(self.children.values()))
+                else reaper.unclaimed_pids(self._everyone()))
         procs.kill_pids(pids)
 
     def _request_stop(self, child: Child, reason: ExitReason) -> None:
@@ -361,7 +374,7 @@ class SupervisorActor(FoxdenActor):
     # --- the one cleanup path --------------------------------------------------
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
-        child = next((c for c in self.children.values() if c.addr == msg.childAddress), None)
+        child = next((c for c in self._everyone() if c.addr == msg.childAddress), None)
         if child is not None:
             # A failure up to here leaves the child in the record: _missed_exits cleans it up.
             fault_point("supervisor.exit_notice", child.id)
@@ -369,7 +382,7 @@ class SupervisorActor(FoxdenActor):
 
     def _missed_exits(self, now: float) -> None:
         """Children whose actor process is dead but whose ChildActorExited never came (see watchdog.missed_exit)."""
-        for child in list(self.children.values()):
+        for child in self._everyone():
             # With its create time: once Thespian has reaped a child whose
             # notice it dropped, its pid may already name another process.
             gone = (child.pid is not None and not procs.pid_alive(child.pid, child.pid_created)) or \
@@ -387,7 +400,11 @@ class SupervisorActor(FoxdenActor):
         After it has left, the dispatcher must learn of it whatever fails
         (BrowserGone, in the finally: the job it ran gets its one answer);
         the restart policy is applied as a step of its own, which repair()
-        completes if anything here raised."""
+        completes if anything here raised. A leased child is cleaned up
+        here too, without any of the pool's bookkeeping (Leasing._lease_exited)."""
+        if child.id in self.leased:
+            self._lease_exited(child)
+            return
         self.exiting[child.id] = (child, list(self.children))  # start order, for the group restarts
         del self.children[child.id]
         reason = child.exit_reason or ExitReason.CRASH
@@ -511,12 +528,12 @@ class SupervisorActor(FoxdenActor):
     def receiveMsg_StopPool(self, msg: StopPool, sender) -> None:
         self.stopping = True
         self.stop_reply = sender
-        for child in list(self.children.values()):
+        for child in self._everyone():
             self._request_stop(child, ExitReason.SHUTDOWN)
         self._maybe_stopped()
 
     def _maybe_stopped(self) -> None:
-        if self.stopping and not self.children and self.stop_reply is not None:
+        if self.stopping and not self.children and not self.leased and self.stop_reply is not None:
             self.send(self.stop_reply, PoolStopped())
             self.stop_reply = None
 
@@ -540,6 +557,7 @@ class SupervisorActor(FoxdenActor):
             "error": self.failed,
             "engine": engine,
             "children": [c.row(now, engine or "") for c in self.children.values()],
+            "leases": [c.lease_row() for c in self.leased.values()],
             "kills": dict(self.kills),
             "exits": dict(self.exits),
             "restarts": self.restarts,

@@ -10,7 +10,8 @@ from enum import StrEnum
 from foxden.protocols.exits import ExitReason
 from foxden.protocols.messages import JobSpec
 
-__all__ = ["Child", "ChildState", "IllegalTransition", "Lingering", "RECENT_JOBS", "STRICT_ENV", "TRANSITIONS"]
+__all__ = ["Child", "ChildState", "IllegalTransition", "LeaseRecord", "Lingering", "RECENT_JOBS", "STRICT_ENV",
+           "TRANSITIONS"]
 
 log = logging.getLogger("foxden.supervisor")
 
@@ -30,15 +31,17 @@ class ChildState(StrEnum):
     STARTING = "starting"  # created; its browser is launching
     IDLE = "idle"  # ready, and offered to the dispatcher
     BUSY = "busy"  # running one job
+    LEASED = "leased"  # a leased browser: a client's own, never in the job pool
     STOPPING = "stopping"  # asked to exit, killed or dying; it leaves the record on its exit notice
 
 
 # After supervisord's states.py: the only moves a child makes. STOPPING is
 # final: a child leaves it only by leaving the supervisor's children.
 TRANSITIONS: dict[ChildState, frozenset[ChildState]] = {
-    ChildState.STARTING: frozenset({ChildState.IDLE, ChildState.STOPPING}),
+    ChildState.STARTING: frozenset({ChildState.IDLE, ChildState.LEASED, ChildState.STOPPING}),
     ChildState.IDLE: frozenset({ChildState.BUSY, ChildState.STOPPING}),
     ChildState.BUSY: frozenset({ChildState.IDLE, ChildState.STOPPING}),
+    ChildState.LEASED: frozenset({ChildState.STOPPING}),  # never reused: a lease's browser only ends
     ChildState.STOPPING: frozenset(),
 }
 
@@ -56,6 +59,28 @@ class Lingering:
     browser: str
     tmpdir: str
     since: float  # monotonic
+
+
+@dataclass
+class LeaseRecord:
+    """What the supervisor knows of a leased child's lease (the secret only until the grant is sent)."""
+
+    id: str
+    secret: str
+    ttl_s: float
+    idle_s: float
+    reply_to: object = None  # the gateway awaiting the grant, with its tag (None once answered)
+    tag: object = None
+    expires: float = 0.0  # monotonic
+    expires_at: float = 0.0  # wall clock, for the client and status
+    clients: int = 0  # from the browser actor's last Pong
+    idle_for: float = 0.0  # likewise, seconds without a client then
+    idle_seen: float = 0.0  # monotonic: when idle_for was read
+    end_waiters: list = field(default_factory=list)  # (gateway, tag) of end requests, answered once it is gone
+
+    def idle_now(self, now: float) -> float:
+        """Seconds without a client at `now`, from the last reading (0 while one is connected)."""
+        return 0.0 if self.clients else self.idle_for + max(0.0, now - self.idle_seen)
 
 
 @dataclass
@@ -97,6 +122,7 @@ class Child:
     # compares them with the dispatcher's to see a message still in transit.
     assigns: int = 0
     ends: int = 0
+    lease: LeaseRecord | None = None  # a leased browser's lease; None for a pool browser
 
     def move(self, to: ChildState, *, strict: bool | None = None) -> None:
         """Change state if TRANSITIONS allows it (see STRICT_ENV for what happens if not)."""
@@ -117,7 +143,13 @@ class Child:
     @property
     def alive_state(self) -> bool:
         """Idle or busy: its browser is up and should answer."""
-        return self.state in (ChildState.IDLE, ChildState.BUSY)
+        return self.state in (ChildState.IDLE, ChildState.BUSY, ChildState.LEASED)
+
+    def lease_row(self) -> dict:
+        """Its line in status `leases` (never the endpoint: it carries the secret)."""
+        return {"id": self.lease.id, "browser": self.id, "pid": self.pid, "browser_pids": list(self.browser_pids),
+                "engine": self.engine, "state": self.state.value, "started_at": self.started_at,
+                "expires_at": self.lease.expires_at or None, "connected": self.lease.clients > 0}
 
     def row(self, now: float, default_engine: str) -> dict:
         """Its line in the supervisor's snapshot (plain data; the admin and the tests read these keys)."""

@@ -235,6 +235,9 @@ def on_exit(policy: RestartPolicy, history: RestartHistory, exit_reason: ExitRea
     """Plan for the exit of `failed` (one of `order`, the children in start order, all of the policy's type)."""
     if exit_reason.strategy is not None:
         return ExitPlan("absorbed", 0.0, history, f"stopped by a {exit_reason.strategy} restart, which relaunches it")
+    if exit_reason.ends_lease:
+        # The supervisor never asks (a leased browser is not the pool's); should it, nothing replaces one.
+        return ExitPlan("ignore", 0.0, history, f"a lease's end ({exit_reason.value}): nothing replaces it")
     if exit_reason.is_retirement:
         return ExitPlan("replace", 0.0, history, f"retired ({exit_reason.value}): replaced", relaunch=(failed,))
     d = decide(policy, history, exit_reason, now, shutting_down=exit_reason is ExitReason.SHUTDOWN)

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from foxden.leases.terms import lease_verdict
 from foxden.protocols.exits import EXIT_NOTICE_GRACE_S, ExitReason
 from foxden.supervisor.children import Child, ChildState
 
@@ -83,6 +84,13 @@ def verdict(child: Child, main_state: str | None, now: float, limits: Limits) ->
         # A launch that never completed is a failed launch.
         return Kill(ExitReason.LAUNCH_FAILED, f"not ready after {limits.launch_timeout_s:.0f}s")
     if child.state is ChildState.IDLE:
+        return _heartbeat(child, now, limits)
+    if child.state is ChildState.LEASED:
+        lease = child.lease
+        ends = lease_verdict(now, lease.expires, lease.idle_now(now), lease.idle_s)
+        if ends is not None:
+            return Kill(ends, f"lease {lease.id}: " + ("its ttl passed" if ends is ExitReason.LEASE_EXPIRED
+                                                       else f"no client for {lease.idle_s:g}s"))
         return _heartbeat(child, now, limits)
     if child.state is ChildState.STOPPING and child.kill_at is None and now > child.stop_by:
         return Kill(child.exit_reason or ExitReason.CRASH, "did not exit in time")
