@@ -128,8 +128,14 @@ class HttpApi:
             raise
         except LinkDown as exc:
             return error_response(ErrorCode.DAEMON_UNREACHABLE, str(exc))
+        except asyncio.TimeoutError:
+            return error_response(ErrorCode.DAEMON_UNREACHABLE, "the daemon did not answer in time")
         except ServerError as exc:
             return error_response(exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - a bug here must still answer in the one error shape
+            log.exception("http: %s %s failed", request.method, request.path)
+            return error_response(ErrorCode.INTERNAL_ERROR, "a bug in foxden's HTTP layer; see the daemon's log",
+                                  status=500)
 
     # --- jobs ----------------------------------------------------------------
 

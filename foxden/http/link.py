@@ -23,6 +23,7 @@ class DaemonLink:
         self._socket, self._token, self.name = socket_path, token, name
         self._client: AsyncClient | None = None
         self._lock = asyncio.Lock()
+        self.inflight = 0  # requests of ours waiting on this link
 
     async def _connected(self) -> AsyncClient:
         async with self._lock:
@@ -35,12 +36,15 @@ class DaemonLink:
     async def call(self, method: str, *args, timeout: float | None = None, **kwargs):
         """`AsyncClient.<method>(*args, **kwargs)`; raises LinkDown when the daemon is out of reach,
         ServerError when it refused the request, asyncio.TimeoutError past `timeout`."""
+        self.inflight += 1
         try:
             client = await self._connected()
             return await asyncio.wait_for(getattr(client, method)(*args, **kwargs), timeout)
         except (UnreachableError, BrokenByDaemonError, ClosedByCallerError) as exc:
             await self._drop(client=None)
             raise LinkDown(str(exc)) from None
+        finally:
+            self.inflight -= 1
 
     async def _drop(self, client: AsyncClient | None) -> None:
         async with self._lock:
@@ -53,10 +57,15 @@ class DaemonLink:
 
 
 async def keep_alive(links: list[DaemonLink], interval_s: float) -> None:
-    """Ping every link each `interval_s` (well within the daemon's [daemon] idle_timeout_s), for ever."""
+    """Ping every idle link each `interval_s` (well within the daemon's [daemon] idle_timeout_s), for ever.
+
+    A busy link is not idle for the daemon either, and a ping there could take the last of its
+    [daemon] max_inflight_per_connection slots from a job."""
     while True:
         await asyncio.sleep(interval_s)
         for link in links:
+            if link.inflight:
+                continue
             try:
                 await link.call("ping", timeout=interval_s)
             except Exception as exc:  # noqa: BLE001 - the next request reconnects; this only keeps it warm
