@@ -224,7 +224,7 @@ def test_a_killed_http_process_is_restarted_and_serves_again(den):
     assert "HTTP process (pid %d) exited" % old in daemon.log_tail(200)
 
 
-def test_readyz_503_when_the_pool_gave_up_and_stop_leaves_nothing(den, tmp_path):
+def test_readyz_503_when_the_pool_gave_up_and_stop_leaves_nothing(tmp_path):
     # Its own daemon, not make_daemon: that fixture's stray check would take the module's daemon for a stray.
     fake = tmp_path / "fake-chromium"
     fake.write_text("#!/bin/sh\nexit 1\n")
@@ -252,3 +252,20 @@ def test_readyz_503_when_the_pool_gave_up_and_stop_leaves_nothing(den, tmp_path)
         daemon.stop()
         daemon.kill_leftovers()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_while_the_daemon_drains_readyz_is_503_and_a_job_in_flight_gets_its_answer(den, site):
+    # Last in the module: it stops the module's daemon (the fixture then only reaps it).
+    daemon, http = den
+    with ThreadPoolExecutor(1) as pool:
+        # Longer than [daemon] grace_s (5 s): the drain ends it with shutting_down.
+        inflight = pool.submit(http, "POST", "/v1/jobs", {"url": site.url("/hang"), "timeout_s": 9})
+        daemon.wait_until(lambda s: s["queue"]["in_flight"] == 1, timeout=30)
+        daemon.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while (ready := http("GET", "/readyz", headers=None))[0] == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready == (503, {"ready": False, "reason": "shutting down"}), ready
+        # The HTTP process is stopped only after the gateway has flushed every answer: the request gets its own.
+        status, body = inflight.result(timeout=60)
+    assert status == 200 and body["error"]["code"] == "shutting_down", (status, body)
