@@ -146,6 +146,7 @@ class HttpConfig:
     host: str = "127.0.0.1"  # an address other than loopback requires [daemon] token
     results_ttl_s: float = 300.0  # a ?wait=false job's answer is kept this long after it arrives
     max_results: int = 10000  # ?wait=false jobs kept (pending or answered) at once
+    max_results_mb: int = 512  # their answers' bytes; beyond it the oldest answers are forgotten first
     max_body_kb: int = 1024  # a larger request body is refused (413)
     max_inflight: int = 256  # requests to the daemon at once (<= [daemon] max_inflight_per_connection)
     idle_timeout_s: float = 60.0  # a connection without a complete request for this long is closed
@@ -283,6 +284,7 @@ def _http(s: _Section, daemon: _Section) -> HttpConfig:
         host=host,
         results_ttl_s=s.number("results_ttl_s", 300.0, gt=0),
         max_results=s.integer("max_results", 10000, 1),
+        max_results_mb=s.integer("max_results_mb", 512, 1),
         # At most the wire's own frame limit: a larger job could not be sent to the daemon anyway.
         max_body_kb=s.integer("max_body_kb", 1024, 1, 1024),
         max_inflight=inflight,

@@ -167,3 +167,17 @@ def test_settings_hide_the_token_and_round_trip():
 
 def test_restart_backoff_doubles_to_a_cap():
     assert [restart_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4] and restart_delay(50) == 5.0
+
+
+def test_result_store_forgets_the_oldest_answers_beyond_its_bytes_but_never_a_pending_one():
+    store = ResultStore(ttl_s=100, capacity=10, max_bytes=100)
+    for job_id in ("a", "b", "p", "c"):
+        store.reserve(job_id, now=0)
+    store.answer("a", 200, {"id": "a"}, now=1, size=60)
+    store.answer("b", 200, {"id": "b"}, now=2, size=30)
+    assert store.bytes == 90 and store.evicted == 0
+    store.answer("c", 200, {"id": "c"}, now=3, size=50)  # 140 > 100: "a", the oldest answer, goes
+    assert [store.get(k, now=4)[0] for k in "abpc"] == [Kept.UNKNOWN, Kept.DONE, Kept.PENDING, Kept.DONE]
+    assert store.bytes == 80 and store.evicted == 1
+    store.answer("p", 200, {"id": "p"}, now=5, size=500)  # alone above the budget: the newest is kept
+    assert store.get("p", now=6)[0] is Kept.DONE and store.bytes == 500

@@ -102,7 +102,7 @@ class HttpApi:
         self.settings = settings
         self.jobs = DaemonLink(settings.socket, settings.token, "jobs")
         self.control = DaemonLink(settings.socket, settings.token, "control")
-        self.store = ResultStore(settings.results_ttl_s, settings.max_results)
+        self.store = ResultStore(settings.results_ttl_s, settings.max_results, settings.max_results_mb << 20)
         self.slots = asyncio.Semaphore(settings.max_inflight)
         self.background: set[asyncio.Task] = set()
         self.spec = openapi(version)
@@ -190,7 +190,12 @@ class HttpApi:
         except (LinkDown, ServerError) as exc:
             code = exc.code if isinstance(exc, ServerError) else ErrorCode.DAEMON_UNREACHABLE.value
             status, body = http_status(code), {"error": {"code": code, "message": str(exc)}}
-        self.store.answer(job.id, status, body, time.monotonic())
+        size = len(json.dumps(body))  # what it costs kept (base64 screenshots count in full)
+        before = self.store.evicted
+        self.store.answer(job.id, status, body, time.monotonic(), size)
+        if self.store.evicted != before:
+            log.warning("http: %d kept answers forgotten before their expiry ([http] max_results_mb %d)",
+                        self.store.evicted - before, self.settings.max_results_mb)
 
     async def get_job(self, request: web.Request) -> web.Response:
         job_id = request.match_info["id"]

@@ -23,15 +23,19 @@ class Kept(Enum):
 class _Entry:
     status: int = 0  # the HTTP status of the answer, once it exists
     body: dict | None = None
+    size: int = 0
     expires_at: float | None = None  # None while pending: a job always gets its answer, then the clock runs
 
 
 class ResultStore:
-    """id -> pending, or (HTTP status, body) until `ttl_s` after the answer; at most `capacity` ids."""
+    """id -> pending, or (HTTP status, body) until `ttl_s` after the answer; at most `capacity` ids and
+    `max_bytes` of answers (beyond it the oldest answers are forgotten first: see evicted)."""
 
-    def __init__(self, ttl_s: float, capacity: int):
-        self.ttl_s, self.capacity = ttl_s, capacity
+    def __init__(self, ttl_s: float, capacity: int, max_bytes: int = 1 << 62):
+        self.ttl_s, self.capacity, self.max_bytes = ttl_s, capacity, max_bytes
         self._entries: dict[str, _Entry] = {}
+        self.bytes = 0  # the answers' sizes, as the caller measured them
+        self.evicted = 0  # answers forgotten before their expiry to stay within max_bytes
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -40,7 +44,7 @@ class ResultStore:
         """Forget answers past their expiry; returns how many."""
         gone = [k for k, e in self._entries.items() if e.expires_at is not None and e.expires_at <= now]
         for k in gone:
-            del self._entries[k]
+            self.bytes -= self._entries.pop(k).size
         return len(gone)
 
     def reserve(self, job_id: str, now: float) -> bool:
@@ -53,10 +57,19 @@ class ResultStore:
         self._entries[job_id] = _Entry()
         return True
 
-    def answer(self, job_id: str, status: int, body: dict, now: float) -> None:
-        """The answer of a reserved id; it is kept until now + ttl_s."""
+    def answer(self, job_id: str, status: int, body: dict, now: float, size: int = 0) -> None:
+        """The answer of a reserved id (`size` bytes); it is kept until now + ttl_s, or until newer
+        answers need its room under max_bytes (oldest answers go first; pending ids are never dropped)."""
         entry = self._entries.setdefault(job_id, _Entry())
-        entry.status, entry.body, entry.expires_at = status, body, now + self.ttl_s
+        entry.status, entry.body, entry.expires_at, entry.size = status, body, now + self.ttl_s, size
+        self.bytes += size
+        answered = sorted((e.expires_at, k) for k, e in self._entries.items() if e.expires_at is not None)
+        for _, key in answered:
+            if self.bytes <= self.max_bytes:
+                break
+            if key != job_id:
+                self.bytes -= self._entries.pop(key).size
+                self.evicted += 1
 
     def get(self, job_id: str, now: float) -> tuple[Kept, int, dict | None]:
         """(what is kept, its HTTP status, its body) for `job_id`."""

@@ -18,6 +18,7 @@ class HttpSettings:
     parent_pid: int  # the daemon: the HTTP process ends itself when it is gone
     results_ttl_s: float = 300.0
     max_results: int = 10000
+    max_results_mb: int = 512
     max_body_kb: int = 1024
     max_inflight: int = 256
     idle_timeout_s: float = 60.0
@@ -33,6 +34,7 @@ class HttpSettings:
         h = config.http
         return cls(socket=str(config.daemon.socket), token=config.daemon.token, listen_fd=listen_fd,
                    parent_pid=parent_pid, results_ttl_s=h.results_ttl_s, max_results=h.max_results,
+                   max_results_mb=h.max_results_mb,
                    max_body_kb=h.max_body_kb, max_inflight=h.max_inflight, idle_timeout_s=h.idle_timeout_s,
                    body_timeout_s=h.body_timeout_s, max_queue=config.jobs.max_queue,
                    daemon_idle_timeout_s=config.daemon.idle_timeout_s, serve_metrics=config.metrics.port == 0,
