@@ -9,10 +9,12 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from foxden.envconfig import env_overrides, merge_overrides
 
 # Linux's sockaddr_un.sun_path is 108 bytes including the terminating NUL;
 # a longer path fails only at bind() time, far from the config that caused it.
@@ -160,6 +162,18 @@ class LeasesConfig:
     idle_s: float = 60.0
     max_ttl_s: float = 3600.0
     max_idle_s: float = 600.0
+class HttpConfig:
+    """[http]: the optional HTTP API (foxden.http), a client of the daemon's own socket."""
+
+    port: int = 0  # 0 = off
+    host: str = "127.0.0.1"  # an address other than loopback requires [daemon] token
+    results_ttl_s: float = 300.0  # a ?wait=false job's answer is kept this long after it arrives
+    max_results: int = 10000  # ?wait=false jobs kept (pending or answered) at once
+    max_results_mb: int = 512  # their answers' bytes; beyond it the oldest answers are forgotten first
+    max_body_kb: int = 1024  # a larger request body is refused (413)
+    max_inflight: int = 256  # requests to the daemon at once (<= [daemon] max_inflight_per_connection)
+    idle_timeout_s: float = 60.0  # a connection without a complete request for this long is closed
+    body_timeout_s: float = 10.0  # a request body must arrive within this
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,7 @@ class Config:
     recycle: RecycleConfig
     sessions: SessionsConfig = SessionsConfig()
     leases: LeasesConfig = LeasesConfig()
+    http: HttpConfig = HttpConfig()
     source: Path | None = None
     cluster: ClusterConfig = ClusterConfig()
 
@@ -199,6 +214,7 @@ _SECTIONS: dict[str, type] = {
     "sessions": SessionsConfig,
     "cluster": ClusterConfig,
     "leases": LeasesConfig,
+    "http": HttpConfig,
 }
 
 _PORT = (0, 65535)
@@ -209,8 +225,11 @@ def default_config(base_dir: Path | None = None) -> Config:
     return parse_config({}, base_dir=Path.cwd() if base_dir is None else Path(base_dir))
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML file; relative paths in it are relative to its directory."""
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; relative paths in it are relative to its directory.
+
+    FOXDEN_<SECTION>_<KEY> variables of `environ` (default os.environ) override the file's keys and
+    are validated like them; an error about one names the variable (foxden.envconfig)."""
     # Absolute so errors and `source` stay meaningful after the daemon changes directory.
     path = Path(path).absolute()
     try:
@@ -225,7 +244,23 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"not UTF-8 text: {e}", path=path) from None
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path=path) from None
-    return parse_config(data, base_dir=path.parent, source=path)
+    return _with_env(data, os.environ if environ is None else environ, base_dir=path.parent, source=path)
+
+
+def _with_env(data: dict, environ: Mapping[str, str], *, base_dir: Path, source: Path | None) -> Config:
+    """parse_config of `data` overridden by the environment; errors about an overridden key name its variable."""
+    try:
+        overrides = env_overrides(environ, _SECTIONS)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=source) from None
+    try:
+        return parse_config(merge_overrides(data, overrides), base_dir=base_dir, source=source)
+    except ConfigError as exc:
+        culprit = next((o for o in overrides if exc.key == f"{o.section}.{o.key}"), None)
+        if culprit is None:
+            raise
+        raise ConfigError(f"{culprit.variable}={_show(culprit.raw)} (overrides [{culprit.section}] "
+                          f"{culprit.key}): {exc.message.split(': ', 1)[-1]}", exc.key, source) from None
 
 
 def config_from_overrides(overrides: dict, *, base_dir: Path) -> Config:
@@ -254,6 +289,7 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         sessions=SessionsConfig(max=s["sessions"].integer("max", 256, 1),
                                 idle_s=s["sessions"].number("idle_s", 300.0, gt=0)),
         leases=_leases(s["leases"]),
+        http=_http(s["http"], s["daemon"]),
         source=source,
         cluster=cluster,
     )
@@ -316,6 +352,32 @@ def _leases(s: _Section) -> LeasesConfig:
         s.fail("idle_s", f"{idle_s:g} is more than max_idle_s ({max_idle_s:g})")
     return LeasesConfig(max=s.integer("max", 2, 0), ttl_s=ttl_s, idle_s=idle_s, max_ttl_s=max_ttl_s,
                         max_idle_s=max_idle_s)
+def _http(s: _Section, daemon: _Section) -> HttpConfig:
+    host = s.string("host", "127.0.0.1")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        s.fail("host", f"must be an IP address (e.g. \"127.0.0.1\", \"0.0.0.0\", \"::\"), got {_show(host)}")
+    if not loopback and not daemon.string("token", ""):
+        s.fail("host", f"{_show(host)} needs [daemon] token: without one, anyone who can reach {host} could "
+                       "submit jobs; set [daemon] token, or host = \"127.0.0.1\"")
+    inflight = s.integer("max_inflight", 256, 1)
+    per_connection = daemon.integer("max_inflight_per_connection", 256, 1)
+    if inflight > per_connection:
+        s.fail("max_inflight", f"must be <= [daemon] max_inflight_per_connection ({per_connection}): the HTTP "
+                               f"API sends every request over one connection to the daemon, got {inflight}")
+    return HttpConfig(
+        port=s.integer("port", 0, *_PORT),
+        host=host,
+        results_ttl_s=s.number("results_ttl_s", 300.0, gt=0),
+        max_results=s.integer("max_results", 10000, 1),
+        max_results_mb=s.integer("max_results_mb", 512, 1),
+        # At most the wire's own frame limit: a larger job could not be sent to the daemon anyway.
+        max_body_kb=s.integer("max_body_kb", 1024, 1, 1024),
+        max_inflight=inflight,
+        idle_timeout_s=s.number("idle_timeout_s", 60.0, gt=0),
+        body_timeout_s=s.number("body_timeout_s", 10.0, gt=0),
+    )
 
 
 def _daemon(s: _Section) -> DaemonConfig:

@@ -139,6 +139,7 @@ class Daemon:
         self.addrs: dict = {}
         self.pids: dict[str, int] = {}
         self.metrics = None
+        self.http = None  # foxden.http.keeper.HttpKeeper when [http] port is set
         self.exit_code = EXIT_OK
         self.stop_requested = False
         self.lock_fd: int | None = None
@@ -189,6 +190,8 @@ class Daemon:
         reply = self._create_actors(choice)
         if self.config.metrics.port:
             self._start_metrics()
+        if self.config.http.port:
+            self._start_http()
         log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d%s", self.config.pool.size, choice.name,
                  reply.detail["socket"], port, os.getpid(),
                  f", cluster leader (node {self.config.cluster.node})" if self.config.cluster.role == "leader" else "")
@@ -290,6 +293,18 @@ class Daemon:
                                f"{exc.strerror or exc}") from None
         log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics.port)
 
+    def _start_http(self) -> None:
+        from foxden.http.keeper import HttpKeeper
+
+        keeper = HttpKeeper(self.config)
+        try:
+            keeper.start()
+        except OSError as exc:
+            raise StartupError(f"[http] port {self.config.http.port}: cannot listen on {self.config.http.host}: "
+                               f"{exc.strerror or exc}") from None
+        self.http = keeper
+        log.info("http API on http://%s:%d/ (pid %d)", self.config.http.host, keeper.port, keeper.proc.pid)
+
     def _init(self, role: str, msg) -> Initialized:
         reply = self.asys.ask(self.addrs[role], msg, 30)
         if not isinstance(reply, Initialized):
@@ -383,6 +398,8 @@ class Daemon:
             procs.reap_children()
             if self.config.cluster.role == "member":
                 self._rejoin_if_orphaned()
+            if self.http is not None:
+                self.http.tick()  # a dead HTTP process is restarted: it holds no job (the daemon does)
             if dead:
                 # Without its supervisor (or the dispatcher that holds the
                 # jobs) nothing guarantees cleanup or answers any more. Like
@@ -425,6 +442,7 @@ class Daemon:
                 self.asys.ask(self.addrs["gateway"], CloseGateway(), 5)
         except Exception:
             log.exception("error while draining")
+        self._stop_http()  # after the gateway flushed every answer: HTTP requests in flight got theirs
         try:
             self.asys.shutdown()
         except Exception:
@@ -450,7 +468,16 @@ class Daemon:
         if survivors:
             log.error("processes survived the sweep: %s", [p.pid for p in survivors])
 
+    def _stop_http(self) -> None:
+        if self.http is not None:
+            try:
+                self.http.stop()
+            except Exception:
+                log.exception("error while stopping the HTTP process")
+            self.http = None
+
     def _release(self) -> None:
+        self._stop_http()
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None

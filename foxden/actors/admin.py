@@ -268,6 +268,7 @@ class AdminActor(FoxdenActor):
             "queue": {"depth": disp["queue_depth"], "in_flight": len(disp["running"]),
                       "in_flight_jobs": running_ids},
             "sessions": disp["sessions"],
+            "draining": disp.get("draining", False),  # the daemon is stopping: jobs are answered shutting_down
             "totals": disp["totals"],
             "errors": disp["errors"],
             "durations": disp["durations"],

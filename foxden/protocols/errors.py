@@ -25,10 +25,11 @@ class Where(enum.Enum):
 
     FRAME = "error"    # an `error` frame: the request was not taken
     ANSWER = "answer"  # a job's answer, `error.code`
+    HTTP = "http"      # an HTTP API error body, `{"error": {code, message}}` (docs/http.md)
 
 
 _C, _P, _T, _B, _D = Kind.CLIENT, Kind.PAGE, Kind.TIMEOUT, Kind.BUSY, Kind.DAEMON
-_F, _A = Where.FRAME, Where.ANSWER
+_F, _A, _H = Where.FRAME, Where.ANSWER, Where.HTTP
 
 
 class ErrorCode(str, enum.Enum):
@@ -90,6 +91,12 @@ class ErrorCode(str, enum.Enum):
     SESSION_ENDED = ("session_ended", _C, _A,
                      "the session was ended by the client, or expired after `[sessions] idle_s`")
     INTERNAL_ERROR = ("internal_error", _D, _A, "a bug in foxden; the job was answered instead of lost")
+    # --- HTTP API only (docs/http.md); the wire's own codes are used there too ----------------
+    BAD_JSON = ("bad_json", _C, _H, "the request body is not one JSON object (or repeats a key)")
+    BODY_TOO_LARGE = ("body_too_large", _C, _H, "the request body exceeds `[http] max_body_kb`")
+    NOT_FOUND = ("not_found", _C, _H, "no such route or method, or no job with that id is kept (`[http] results_ttl_s`)")
+    DUPLICATE_ID = ("duplicate_id", _C, _H, "a `?wait=false` job with this `id` is already kept")
+    DAEMON_UNREACHABLE = ("daemon_unreachable", _D, _H, "the HTTP process cannot reach the daemon's socket; retry later")
 
     def __new__(cls, value: str, kind: Kind, where: Where, meaning: str):
         member = str.__new__(cls, value)

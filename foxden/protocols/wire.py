@@ -651,3 +651,11 @@ def read_frame(sock: Any, max_frame: int = MAX_REPLY_FRAME) -> Message:
     if n > max_frame:
         raise _too_large(n, max_frame)
     return decode_body(_recv_exactly(sock, n, True))
+
+
+def decode_job(m: Any, prefix: str = "") -> JobRequest:
+    """A job map (as inside `submit`, or a batch line, or an HTTP body) checked by the wire's own table;
+    raises ProtocolError naming the field (`prefix` + its name)."""
+    if type(m) is not dict:
+        raise _bad(prefix.rstrip(".") or "job", "a map", m)
+    return _from_map(_JOB, m, prefix, 0)
