@@ -162,6 +162,9 @@ class LeasesConfig:
     idle_s: float = 60.0
     max_ttl_s: float = 3600.0
     max_idle_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """[http]: the optional HTTP API (foxden.http), a client of the daemon's own socket."""
 
