@@ -137,34 +137,31 @@ def test_teardown_leaves_nothing_even_after_a_crashed_run(tmp_path):
     assert not netns.leftovers(fresh.tag)
 
 
-def test_a_thespian_convention_spans_namespaces_with_the_sealed_transport(lab, tmp_path):
-    """A leader in a, members in b and c (one key file, 0600): a trivial actor is placed on each by capability."""
-    key = tmp_path / "cluster.key"
-    key.write_bytes(transport.new_key().hex().encode())
-    key.chmod(0o600)
+def _key(path: Path) -> str:
+    path.write_bytes(transport.new_key().hex().encode())
+    path.chmod(0o600)
+    return str(path)
+
+
+def _convention(lab, keys: dict[str, str], wait_s: float = 30) -> dict:
+    """Leader in a, members b and c, each with its key file: what the leader's placed actors answered."""
     leader_addr, port = lab["a"].address, "19000"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]),
-               FOXDEN_PROBE_NODES="b,c,a")
+               FOXDEN_PROBE_NODES="b,c,a", FOXDEN_PROBE_WAIT_S=str(wait_s))
     run = [sys.executable, "-c", "import netns_probe; netns_probe.main()"]
-    leader = lab.popen("a", run + ["leader", "a", leader_addr, leader_addr, port, str(key)], env=env,
+    leader = lab.popen("a", run + ["leader", "a", leader_addr, leader_addr, port, keys["a"]], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     members = []
     try:
         assert json.loads(leader.stdout.readline())["ready"] == "a", leader.stderr.read()[-3000:]
-        members = [lab.popen(n, run + ["member", n, lab[n].address, leader_addr, port, str(key)], env=env,
+        members = [lab.popen(n, run + ["member", n, lab[n].address, leader_addr, port, keys[n]], env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in ("b", "c")]
-        out, err = leader.communicate(timeout=90)
+        out, err = leader.communicate(timeout=wait_s + 60)
         assert leader.returncode == 0, err[-3000:]
         placed = json.loads(out.strip().splitlines()[-1])
         print("convention across namespaces:", placed)
-        inodes = {}
-        for node in ("a", "b", "c"):
-            assert "answer" in placed[node], placed
-            name, pid, ino, echo = placed[node]["answer"]
-            assert (name, echo) == (node, "where?")
-            inodes[node] = ino
-        assert inodes["b"] == os.stat(f"/run/netns/{lab['b'].ns}").st_ino
-        assert len(set(inodes.values())) == 3
+        placed["leader_log"] = err
+        return placed
     finally:
         for m in members:
             m.stdin.close()
@@ -174,4 +171,27 @@ def test_a_thespian_convention_spans_namespaces_with_the_sealed_transport(lab, t
             except subprocess.TimeoutExpired:
                 m.kill()
         for n in ("a", "b", "c"):
-            lab.kill_all(n)  # Thespian's forked admins and actors of the members
+            lab.kill_all(n)  # what is left of Thespian's forked admins and actors
+
+
+def test_a_thespian_convention_spans_namespaces_with_the_sealed_transport(lab, tmp_path):
+    """A leader in a, members in b and c (one key file, 0600): a trivial actor is placed on each by capability."""
+    key = _key(tmp_path / "cluster.key")
+    placed = _convention(lab, {"a": key, "b": key, "c": key})
+    inodes = {}
+    for node in ("a", "b", "c"):
+        assert "answer" in placed[node], placed
+        name, pid, ino, echo = placed[node]["answer"]
+        assert (name, echo) == (node, "where?")
+        inodes[node] = ino
+    assert inodes["b"] == os.stat(f"/run/netns/{lab['b'].ns}").st_ino
+    assert len(set(inodes.values())) == 3
+
+
+def test_a_member_without_the_cluster_key_never_joins(lab, tmp_path):
+    """c seals with another key: the leader refuses its frames (MAC), nothing is placed on it; b still joins."""
+    key, other = _key(tmp_path / "cluster.key"), _key(tmp_path / "other.key")
+    placed = _convention(lab, {"a": key, "b": key, "c": other}, wait_s=6)
+    assert "answer" in placed["b"], placed
+    assert "NoCompatibleSystemForActor" in placed["c"].get("error", ""), placed
+    assert "refused on an actor port (mac)" in placed["leader_log"], placed["leader_log"][-2000:]
