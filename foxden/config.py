@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,6 +139,19 @@ class SessionsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """[cluster]: this node's role in a cluster of foxdens (docs/cluster.md); standalone = one box, as before."""
+
+    role: str = "standalone"  # standalone | leader | member
+    bind: str = "127.0.0.1"  # the address this node's Thespian ports listen on
+    leader: str = ""  # "HOST:PORT" of the leader's admin port: where a member joins
+    key_file: Path | None = None  # the shared key sealing every frame between nodes (required off standalone)
+    node: str = ""  # this node's name; "" = the host name
+    heartbeat_s: float = 1.0  # a member's node supervisor reports this often
+    dead_after_s: float = 5.0  # a node unheard this long is lost (leader), a leader unheard this long fences (member)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from, if any."""
 
@@ -148,6 +164,7 @@ class Config:
     recycle: RecycleConfig
     sessions: SessionsConfig = SessionsConfig()
     source: Path | None = None
+    cluster: ClusterConfig = ClusterConfig()
 
     def replace(self, **sections: Any) -> Config:
         """Copy with sections swapped: pass a section object, or a dict of its
@@ -168,6 +185,7 @@ _SECTIONS: dict[str, type] = {
     "metrics": MetricsConfig,
     "recycle": RecycleConfig,
     "sessions": SessionsConfig,
+    "cluster": ClusterConfig,
 }
 
 _PORT = (0, 65535)
@@ -211,9 +229,10 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
             raise ConfigError(f"[{name}] must be a table, got {_show(value)}", name, source)
     base_dir = Path(base_dir).resolve()
     s = {name: _Section(name, data.get(name, {}), base_dir, source) for name in _SECTIONS}
+    cluster = _cluster(s["cluster"])
     return Config(
         daemon=_daemon(s["daemon"]),
-        pool=_pool(s["pool"]),
+        pool=_pool(s["pool"], least=0 if cluster.role == "leader" else 1),
         jobs=_jobs(s["jobs"]),
         watchdog=_watchdog(s["watchdog"]),
         restart=_restart(s["restart"]),
@@ -222,7 +241,55 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         sessions=SessionsConfig(max=s["sessions"].integer("max", 256, 1),
                                 idle_s=s["sessions"].number("idle_s", 300.0, gt=0)),
         source=source,
+        cluster=cluster,
     )
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _cluster(s: _Section) -> ClusterConfig:
+    role = s.choice("role", "standalone", ("standalone", "leader", "member"))
+    node = s.string("node", "") or socket.gethostname().split(".")[0]
+    if not _NODE_NAME.fullmatch(node):
+        s.fail("node", f"{_show(node)} is not a node name: letters, digits, '.', '_' and '-', at most 63, "
+                       "starting with a letter or digit")
+    leader = s.string("leader", "")
+    if role == "member" and not _host_port(leader):
+        s.fail("leader", f"a member needs the leader's admin address as \"HOST:PORT\", got {_show(leader)}")
+    if leader and not _host_port(leader):
+        s.fail("leader", f"must be \"HOST:PORT\" (PORT 1..65535), got {_show(leader)}")
+    key_file = _key_file(s)
+    if role != "standalone" and key_file is None:
+        s.fail("key_file", f"a {role} needs the cluster's shared key: a file of >= 32 bytes, mode 0600, "
+                           "the same on every node (openssl rand -hex 32 > cluster.key)")
+    bind = s.string("bind", "127.0.0.1")
+    try:
+        ipaddress.IPv4Address(bind)
+    except ValueError:
+        s.fail("bind", f"must be an IPv4 address (Thespian's convention is IPv4), got {_show(bind)}")
+    heartbeat = s.number("heartbeat_s", 1.0, gt=0, le=60)
+    dead_after = s.number("dead_after_s", 5.0, gt=0, le=3600)
+    if dead_after < 2 * heartbeat:
+        s.fail("dead_after_s", f"must be at least 2 x heartbeat_s ({2 * heartbeat:g}), got {dead_after:g}: "
+                               "one late heartbeat must not lose a node")
+    return ClusterConfig(role=role, bind=bind, leader=leader, key_file=key_file, node=node,
+                         heartbeat_s=heartbeat, dead_after_s=dead_after)
+
+
+def _host_port(value: str) -> tuple[str, int] | None:
+    """("HOST", PORT) from "HOST:PORT", or None."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def leader_address(config: Config) -> tuple[str, int]:
+    """The [cluster] leader as (host, port); only for a config whose role is member."""
+    found = _host_port(config.cluster.leader)
+    assert found is not None, "validated by parse_config"
+    return found
 
 
 def _daemon(s: _Section) -> DaemonConfig:
@@ -265,8 +332,8 @@ def _key_file(s: _Section) -> Path | None:
     return Path(os.path.normpath(s.base_dir / Path(raw).expanduser())) if raw else None
 
 
-def _pool(s: _Section) -> PoolConfig:
-    size = s.integer("size", 2, 1, 512)
+def _pool(s: _Section, least: int = 1) -> PoolConfig:
+    size = s.integer("size", 2, least, 512)  # 0 only on a cluster's leader: it may run no browser of its own
     # Unset bounds mean a fixed pool of `size`; set ones make it elastic.
     lo = s.integer("min", 0, 0, 512) or None
     hi = s.integer("max", 0, 0, 512) or None

@@ -22,6 +22,7 @@ from foxden.protocols.messages import (
     Drained,
     Initialized,
     InitAdmin,
+    InitCluster,
     InitDispatcher,
     InitGateway,
     InitSupervisor,
@@ -36,6 +37,22 @@ ACTORS = {
     "admin": "foxden.actors.admin.AdminActor",
     "gateway": "foxden.actors.gateway.GatewayActor",
 }
+
+
+CLUSTER_ACTOR = "foxden.cluster.leader.ClusterActor"
+
+
+def cluster_capabilities(config: Config) -> dict:
+    """The actor system's capabilities for its [cluster] role: a member names its node and joins the leader."""
+    cluster = config.cluster
+    if cluster.role == "member":
+        from foxden.config import leader_address
+
+        host, port = leader_address(config)
+        return {"Convention Address.IPv4": (host, port), "foxden-node": cluster.node, "foxden-role": "member"}
+    if cluster.role == "leader":
+        return {"foxden-role": "leader"}
+    return {}
 
 
 class StartupError(Exception):
@@ -76,9 +93,15 @@ def free_port() -> int:
 
 
 def transport_key(config: Config) -> bytes:
-    """The actor transport's key: [daemon] key_file's, or a new random one (never written anywhere)."""
+    """The actor transport's key: [cluster] key_file's on a cluster node, else [daemon] key_file's, or a new
+    random one (never written anywhere)."""
     from foxden import transport
 
+    if config.cluster.role != "standalone":
+        try:
+            return transport.read_key_file(config.cluster.key_file)
+        except transport.KeyFileError as exc:
+            raise StartupError(f"[cluster] key_file: {exc}", EXIT_CONFIG) from None
     if config.daemon.key_file is None:
         if config.daemon.multi_host:
             log.warning("[daemon] multi_host without [daemon] key_file: this instance's key is random, so no "
@@ -115,6 +138,7 @@ class Daemon:
         self.exit_code = EXIT_OK
         self.stop_requested = False
         self.lock_fd: int | None = None
+        self.port = 0
         self.state_dir = str(config.daemon.state_dir)
         self.pid_path = os.path.join(self.state_dir, procs.PID_FILE)
 
@@ -142,12 +166,25 @@ class Daemon:
         _check_port_free(port)
         procs.become_subreaper()
         os.environ.setdefault("THESPLOG_FILE", os.path.join(self.state_dir, "thespian.log"))
+        self.port = port
+        if self.config.cluster.role == "member":
+            from foxden.cluster.member import Local, set_local
+
+            # Before the actor system forks its admin: the node actor the
+            # leader places here finds the member's own settings in it.
+            set_local(Local(self.config, choice, self.marker, os.getpid()))
         self._start_actor_system(port)
+        if self.config.cluster.role == "member":
+            log.info("ready: member node %s, %s browsers of %s once the leader at %s places its node, admin "
+                     "%s:%d, pid %d", self.config.cluster.node, self.config.pool.size, choice.name,
+                     self.config.cluster.leader, self.config.cluster.bind, port, os.getpid())
+            return
         reply = self._create_actors(choice)
         if self.config.metrics.port:
             self._start_metrics()
-        log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d", self.config.pool.size, choice.name,
-                 reply.detail["socket"], port, os.getpid())
+        log.info("ready: %s browsers of %s, socket %s, admin port %d, pid %d%s", self.config.pool.size, choice.name,
+                 reply.detail["socket"], port, os.getpid(),
+                 f", cluster leader (node {self.config.cluster.node})" if self.config.cluster.role == "leader" else "")
 
     def _choose_engine(self):
         """The engine and driver to run (exit 2 when none fits), logged with the sandbox and egress set-up."""
@@ -179,8 +216,10 @@ class Daemon:
 
         # Every frame between our processes is sealed with this key, which
         # every process forked from here inherits in memory.
+        cluster = self.config.cluster
         transport.install(transport_key(self.config), config=self.config,
-                          loopback_only=not self.config.daemon.multi_host)
+                          loopback_only=not self.config.daemon.multi_host,
+                          bind=None if cluster.role == "standalone" else cluster.bind)
         # Every actor process is forked from here (through Thespian's admin).
         # Frozen, the objects we have now are never visited by an actor's
         # garbage collector: their pages stay shared, and an actor's first
@@ -191,20 +230,35 @@ class Daemon:
         gc.freeze()
         self.asys = ActorSystem(
             "multiprocTCPBase",
-            capabilities={"Admin Port": port, "foxden": self.instance},
+            capabilities={"Admin Port": port, "foxden": self.instance, **cluster_capabilities(self.config)},
             logDefs=log_defs(self.config),
             transientUnique=True,
         )
 
     def _create_actors(self, choice):
-        """Create and initialise the four actors; the gateway's Initialized reply."""
-        for role, cls in ACTORS.items():
-            self.addrs[role] = self.asys.createActor(cls)
+        """Create and initialise the four actors (five on a leader); the gateway's Initialized reply."""
+        role = self.config.cluster.role
+        for name, cls in ACTORS.items():
+            if name == "supervisor" and role == "leader" and self.config.pool.size == 0:
+                continue  # a leader without browsers of its own
+            self.addrs[name] = self.asys.createActor(cls)
         a = self.addrs
-        self._init("supervisor", InitSupervisor(self.config, choice, self.marker.rstrip("/"), a["dispatcher"],
-                                                     os.getpid()))
-        self._init("dispatcher", InitDispatcher(self.config, a["supervisor"]))
-        self._init("admin", InitAdmin(self.config, self.instance, a["supervisor"], a["dispatcher"]))
+        # On a leader the cluster actor stands between the dispatcher and every
+        # pool, its own included (docs/cluster.md); standalone, nothing changes.
+        pools = a.get("supervisor")
+        if role == "leader":
+            from foxden.cluster.leader import GLOBAL_NAME
+
+            a["cluster"] = pools = self.asys.createActor(CLUSTER_ACTOR, globalName=GLOBAL_NAME)
+        if "supervisor" in a:
+            self._init("supervisor", InitSupervisor(self.config, choice, self.marker.rstrip("/"),
+                                                    a["dispatcher"] if role != "leader" else a["cluster"],
+                                                    os.getpid()))
+        if role == "leader":
+            self._init("cluster", InitCluster(self.config, a["dispatcher"], a.get("supervisor"),
+                                              f"{self.config.cluster.bind}:{self.port}"))
+        self._init("dispatcher", InitDispatcher(self.config, pools))
+        self._init("admin", InitAdmin(self.config, self.instance, pools, a["dispatcher"]))
         reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
         if "error" in reply.detail:
             raise StartupError(f"gateway cannot listen on {self.config.daemon.socket}: {reply.detail['error']}")

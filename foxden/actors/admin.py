@@ -51,7 +51,14 @@ def check_invariants(disp_before: dict, sup: dict, disp_after: dict, actor_pids:
     3. Every accepted job is answered, queued or in flight:
        submitted == ok + failed + timeout + rejected + unanswered."""
     jobs, unsettled = _job_violations(disp_before, sup, disp_after)
-    return _live_violations(sup, actor_pids) + jobs + _totals_violations(disp_after), unsettled
+    return (_live_violations(sup, actor_pids) + jobs + _totals_violations(disp_after) + _node_violations(sup),
+            unsettled)
+
+
+def _node_violations(sup: dict) -> list[Violation]:
+    """A cluster's nodes: rule 1 as each node judged it on its own machine (its last heartbeat)."""
+    return [Violation(("node", n["name"], text), f"node {n['name']}: {text}")
+            for n in sup.get("nodes", []) for text in n.get("violations", [])]
 
 
 def _live_violations(sup: dict, actor_pids: set[int]) -> list[Violation]:
@@ -79,7 +86,9 @@ def _live_violations(sup: dict, actor_pids: set[int]) -> list[Violation]:
 
 def _job_violations(disp_before: dict, sup: dict, disp_after: dict) -> tuple[list[Violation], list[str]]:
     """Rule 2: per browser, the supervisor's job against the dispatcher's."""
-    children = {c["id"]: c for c in sup["children"]}
+    # A cluster's other nodes' children (their last heartbeat) are judged here too: per browser,
+    # matching numbers mean no message in transit, however old the report.
+    children = {c["id"]: c for c in sup["children"] + sup.get("remote_children", [])}
     before_ch, after_ch = disp_before.get("channel", {}), disp_after.get("channel", {})
     running = disp_after["running"]
     gones_settled = disp_before.get("gones") == sup.get("gones") == disp_after.get("gones")
@@ -115,6 +124,18 @@ def _totals_violations(disp: dict) -> list[Violation]:
     # One actor's own snapshot: no message can be in transit, so no window.
     return [Violation(("totals",),
                       f"submitted {t['submitted']} != answered {answered} + unanswered {disp['unanswered']}")]
+
+
+def _remote_children(sup: dict, by_state: dict) -> list[dict]:
+    """A cluster's other nodes' children as their last heartbeat showed them (counted into by_state)."""
+    out = []
+    for c in sup.get("remote_children", []):
+        by_state[c["state"]] = by_state.get(c["state"], 0) + 1
+        out.append({"node": c["node"], "id": c["id"], "pid": c["pid"], "browser_pids": c["browser_pids"],
+                    "engine": c["engine"], "version": c["version"], "state": c["state"], "job": c["job"],
+                    "jobs_done": c["jobs_done"], "started_at": c["started_at"], "age_s": c["age_s"],
+                    "sessions": c["sessions"], "pss_bytes": 0, "pss_sampled": c.get("pss_sampled", 0)})
+    return out
 
 
 def confirmed(first: frozenset, second: list[Violation]) -> list[Violation]:
@@ -169,7 +190,7 @@ class AdminActor(FoxdenActor):
         chain_done = time.monotonic()
         # One read of /proc serves the live check and the document.
         table = procs.ProcessTable()
-        pids = set(table.children(msg.supervisor["pid"]))
+        pids = set(table.children(msg.supervisor["pid"])) if msg.supervisor["pid"] else set()
         violations, unsettled = check_invariants(msg.dispatcher_before, msg.supervisor, msg.dispatcher_after, pids)
         if first is not None:
             violations = confirmed(first, violations)
@@ -219,6 +240,7 @@ class AdminActor(FoxdenActor):
             # Browsers start renderers as they go: list what runs now.
             bpids = table.tree(c["browser_pids"][0]) if c["browser_pids"] else []
             children.append({
+                **({"node": c["node"]} if "node" in c else {}),
                 "id": c["id"], "pid": c["pid"], "browser_pids": bpids, "engine": c["engine"],
                 "version": c["version"], "state": c["state"], "job": c["job"], "jobs_done": c["jobs_done"],
                 "started_at": c["started_at"], "age_s": c["age_s"], "sessions": c["sessions"],
@@ -233,8 +255,9 @@ class AdminActor(FoxdenActor):
             "engine": sup["engine"],
             "pool": {"state": sup["state"], "error": sup["error"], "target": sup["target"], "min": sup["min"],
                      "max": sup["max"], "held_back": sup["held_back"]},
-            "browsers": {"live": sup["live"], "by_state": by_state},
-            "children": children,
+            "browsers": {"live": sup.get("cluster_live", sup["live"]), "by_state": by_state},
+            "children": children + _remote_children(sup, by_state),
+            **({"nodes": sup["nodes"]} if "nodes" in sup else {}),
             "queue": {"depth": disp["queue_depth"], "in_flight": len(disp["running"]),
                       "in_flight_jobs": running_ids},
             "sessions": disp["sessions"],

@@ -52,7 +52,7 @@ class OnFailure(enum.Enum):
 
 
 # The message that sets an actor up; each actor accepts its own once.
-INIT_MESSAGES = ("InitSupervisor", "InitDispatcher", "InitAdmin", "InitGateway", "StartBrowser")
+INIT_MESSAGES = ("InitSupervisor", "InitDispatcher", "InitAdmin", "InitGateway", "StartBrowser", "InitCluster", "InitNode")
 
 
 class FoxdenActor(ActorTypeDispatcher):

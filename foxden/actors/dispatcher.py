@@ -364,6 +364,8 @@ class DispatcherActor(FoxdenActor):
             self.queue.appendleft(job.key)
         else:
             code = ErrorCode.NO_BROWSERS if self.pool_error else ErrorCode.BROWSER_CRASHED
+            if msg.exit.node_lost:  # cluster (issue #16): the node went, not the browser
+                code = ErrorCode.NODE_LOST
             self._answer(job, "failed", error=code.error(where), browser=msg.browser)
 
     def receiveMsg_PoolFailed(self, msg: PoolFailed, sender) -> None:

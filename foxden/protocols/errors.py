@@ -79,6 +79,8 @@ class ErrorCode(str, enum.Enum):
     TIMEOUT = ("timeout", _T, _A, "the attempt overran its budget (the page was closed, or its browser killed)")
     QUEUE_TIMEOUT = ("queue_timeout", _T, _A, "no browser became free within `[jobs] queue_timeout_s`")
     BROWSER_CRASHED = ("browser_crashed", _D, _A, "the browser died during the job and its retries are spent")
+    NODE_LOST = ("node_lost", _D, _A,
+                 "the cluster node running the job stopped heartbeating (docs/cluster.md) and the retries are spent")
     SESSION_LOST = ("session_lost", _D, _A,
                     "the session's browser died; submit with `new_session` to start it afresh")
     SESSION_ENDED = ("session_ended", _C, _A,

@@ -27,6 +27,7 @@ class ExitReason(StrEnum):
     TIMEOUT = "timeout"  # watchdog: its job overran the attempt's deadline plus kill_grace_s
     UNRESPONSIVE = "unresponsive"  # watchdog: no heartbeat, or its main process stopped (SIGSTOP)
     LAUNCH_FAILED = "launch_failed"  # the launch raised, or was not ready within launch_timeout_s
+    NODE_LOST = "node_lost"  # cluster: its node stopped heartbeating; the leader wrote its browsers off
     # Retirements: the supervisor replaces (or drops) a healthy idle browser.
     RECYCLED_JOBS = "recycled_jobs"
     RECYCLED_AGE = "recycled_age"
@@ -63,6 +64,11 @@ class ExitReason(StrEnum):
         return self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN)
 
     @property
+    def node_lost(self) -> bool:
+        """Its whole node was written off (cluster): a job it ran that cannot be retried is answered node_lost."""
+        return self is ExitReason.NODE_LOST
+
+    @property
     def is_retirement(self) -> bool:
         """The supervisor retired a healthy browser: it is replaced, the restart policy is not consulted."""
         return self in _RETIREMENTS
@@ -81,7 +87,8 @@ class ExitReason(StrEnum):
         raise ValueError(f"strategy {strategy!r} stops no siblings")
 
 
-_FAILURES = frozenset({ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED})
+_FAILURES = frozenset({ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED,
+                       ExitReason.NODE_LOST})
 _RETIREMENTS = frozenset({ExitReason.RECYCLED_JOBS, ExitReason.RECYCLED_AGE, ExitReason.RECYCLED_MEMORY,
                           ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED})
 _SIBLING_STRATEGIES = {ExitReason.SIBLING_ONE_FOR_ALL: "one_for_all", ExitReason.SIBLING_REST_FOR_ONE: "rest_for_one"}

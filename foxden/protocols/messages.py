@@ -398,3 +398,109 @@ def _plain_reason(msg) -> None:
     except ValueError:
         raise ValueError(f"{type(msg).__name__}.reason: {msg.reason!r} is not one of "
                          f"{[r.value for r in ExitReason]}") from None
+
+
+# --- the cluster (issue #16, docs/cluster.md) -----------------------------------
+# Every message between the leader's cluster actor and a member's node actor
+# carries the node's incarnation: a message of one the leader wrote off (lost,
+# replaced, released) is dropped, never answered.
+
+@dataclass(frozen=True)
+class InitCluster:
+    """Daemon -> the leader's cluster actor."""
+
+    config: Any
+    dispatcher: Any
+    supervisor: Any  # the leader's own pool, or None ([pool] size = 0)
+    address: str  # the leader's Thespian admin, "host:port"
+
+
+@dataclass(frozen=True)
+class InitNode:
+    """Cluster actor -> a node actor it placed on a member: who the leader is and what the node is called."""
+
+    node: str
+    heartbeat_s: float
+    dead_after_s: float
+
+
+@dataclass(frozen=True)
+class NodeJoin:
+    """Node actor -> cluster actor: a new incarnation asks to join (sent until welcomed)."""
+
+    node: str
+    incarnation: str
+    address: str
+
+
+@dataclass(frozen=True)
+class NodeWelcome:
+    """Cluster actor -> node actor: the incarnation is up; it may start its browsers."""
+
+    incarnation: str
+
+
+@dataclass(frozen=True)
+class NodeHeartbeat:
+    """Node actor -> cluster actor, every heartbeat_s: its supervisor's snapshot and its own invariant check."""
+
+    node: str
+    incarnation: str
+    report: dict
+    violations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeartbeatAck:
+    """Cluster actor -> node actor: the leader heard the heartbeat (the node's proof that it is not fenced)."""
+
+    incarnation: str
+
+
+@dataclass(frozen=True)
+class NodeFence:
+    """Cluster actor -> node actor: that incarnation was written off; kill its browsers and join anew."""
+
+    incarnation: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NodeRelease:
+    """Cluster actor -> node actor: drained; stop the browsers and leave (the member's daemon stays up)."""
+
+    incarnation: str
+
+
+@dataclass(frozen=True)
+class FromNode:
+    """Node actor -> cluster actor: one of its supervisor's (or browsers') messages for the dispatcher."""
+
+    node: str
+    incarnation: str
+    message: Any
+
+
+@dataclass(frozen=True)
+class ToNode:
+    """Cluster actor -> node actor: a message for its supervisor (Assign, Demand, StopPool)."""
+
+    incarnation: str
+    message: Any
+
+
+@dataclass(frozen=True)
+class DrainNode:
+    """`foxden node drain` -> cluster actor: stop assigning to `node`, release it when its jobs are done."""
+
+    node: str
+
+
+@dataclass(frozen=True)
+class DrainNodeReply:
+    """Cluster actor -> the asker: `error` is empty when the node is draining (or was already)."""
+
+    node: str
+    state: str
+    jobs_in_flight: int = 0
+    error: str = ""

@@ -92,7 +92,7 @@ def _refuse(reason: Refusal, detail: str):
 SERIALIZER = SealedSerializer
 
 
-def install(key: bytes, *, config=None, loopback_only: bool = True) -> None:
+def install(key: bytes, *, config=None, loopback_only: bool = True, bind: str | None = None) -> None:
     """Patch Thespian in this process, before the actor system starts (every actor process is forked from it)."""
     from thespian.system.transport import TCPTransport
     from thespian.system.transport.streamBuffer import ackDataErrPacket, ackPacket, toSendBuffer
@@ -109,7 +109,9 @@ def install(key: bytes, *, config=None, loopback_only: bool = True) -> None:
     _guard_ack_path(TCPTransport.TCPTransport)
     _refuse_source_loading()
     unpickle.loads(pickle.dumps(None))  # compute the allow-list once, here, so every fork inherits it
-    if loopback_only:
+    if bind is not None:  # a cluster node: its [cluster] bind (docs/cluster.md)
+        _bind_to(bind)
+    elif loopback_only:
         _bind_loopback()
 
 
@@ -167,17 +169,22 @@ def _refuse_source_loading() -> None:
 
 def _bind_loopback() -> None:
     """Bind every Thespian socket to 127.0.0.1, and hand out loopback addresses."""
+    _bind_to("127.0.0.1")
+
+
+def _bind_to(address: str) -> None:
+    """Bind every Thespian socket to `address`, and hand out addresses on it (a cluster node's [cluster] bind)."""
     from thespian.system.transport import IPBase
 
     if getattr(IPBase.IPActorAddress, "_foxden_loopback", False):
         return
-    os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+    os.environ["THESPIAN_BASE_IPADDR"] = address
     original = IPBase.IPActorAddress.__init__
 
-    def loopback_init(self, *args, **kwargs):
+    def bound_init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         if self.bindname and self.bindname[0] in ("", "0.0.0.0"):
-            self.bindname = ("127.0.0.1",) + tuple(self.bindname[1:])
+            self.bindname = (address,) + tuple(self.bindname[1:])
 
-    IPBase.IPActorAddress.__init__ = loopback_init
+    IPBase.IPActorAddress.__init__ = bound_init
     IPBase.IPActorAddress._foxden_loopback = True

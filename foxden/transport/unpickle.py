@@ -38,6 +38,13 @@ THESPIAN_AND_STDLIB = frozenset({
     ("thespian.system.messages.admin", "SystemShutdown"),
     ("thespian.system.messages.admin", "SystemShutdownCompleted"),
     ("thespian.system.logdirector", "LoggerExitRequest"),
+    # A cluster (docs/cluster.md): the convention between the nodes' admins.
+    ("thespian.actors", "ActorSystemConventionUpdate"),
+    ("thespian.system.messages.convention", "ConventionRegister"),
+    ("thespian.system.messages.convention", "ConventionDeRegister"),
+    ("thespian.system.messages.convention", "ConventionInvite"),
+    ("thespian.system.messages.convention", "NotifyOnSystemRegistration"),
+    ("thespian.system.logdirector", "LogAggregator"),  # a member's logger forwards to the leader's
     ("socket", "AddressFamily"),
     ("socket", "SocketKind"),
     ("pathlib", "PosixPath"),

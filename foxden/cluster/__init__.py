@@ -1,0 +1,1 @@
+"""One foxden across many machines: the node table, its decisions, the leader's cluster actor, the member's node actor."""
