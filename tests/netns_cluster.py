@@ -209,6 +209,9 @@ class Cluster:
         return problems
 
     def close(self) -> None:
+        if os.environ.get("FOXDEN_NETNS_KEEP"):  # for a look at the nodes' logs and configs
+            print(f"kept {self.root}", file=sys.stderr)
+            return
         shutil.rmtree(self.root, ignore_errors=True)
 
 
