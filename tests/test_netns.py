@@ -116,18 +116,20 @@ def test_teardown_leaves_nothing_even_after_a_crashed_run(tmp_path):
     """A run SIGKILLed with its lab up (a process inside, a cgroup) is swept by the next lab; that one closes clean."""
     script = textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {TESTS!r})
-        import netns
+        import subprocess, netns
         lab = netns.Lab(["x", "y"], cpu_quota=0.3).start()
-        lab.popen("x", ["sleep", "600"])
+        lab.popen("x", ["sleep", "600"])  # in x's namespace and CPU cgroup
+        subprocess.Popen(lab["y"].argv(["sleep", "600"]))  # in y's namespace only
+        while not (lab.pids("x") and lab.pids("y")):  # nsenter has entered both
+            time.sleep(0.01)
         print(lab.tag, flush=True)
         time.sleep(600)
         """)
     crashed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     tag = crashed.stdout.readline().strip()
     assert tag.startswith(netns.PREFIX), tag
-    sleeper_ns = f"{tag}-x"
-    sleepers = netns.netns_pids(sleeper_ns)
-    assert sleepers and netns.leftovers(tag)
+    sleepers = netns.netns_pids(f"{tag}-x") + netns.netns_pids(f"{tag}-y")
+    assert len(sleepers) == 2 and netns.leftovers(tag)
     crashed.kill()
     crashed.wait()
     assert netns.leftovers(tag), "a SIGKILLed run left nothing (so this test proves nothing)"
