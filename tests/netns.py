@@ -6,13 +6,16 @@ has an address that exists only inside its namespace (10.231.1.N/24) and its
 own loopback. The host has no address or route on the bridge, so nothing
 made here can reach the host's services (its 127.0.0.1 is not theirs) and
 no traffic leaves the namespaces. Every name starts with ``fxd-`` and
-carries the owning process's pid: a lab whose owner died (a crashed or
-SIGKILLed run) is swept by the next one (`sweep_stale`). Teardown kills every
+carries the owning process's pid; the lab holds an flock on
+/run/fxd-locks/<tag> while it lives, so a lab whose owner died (a crashed or
+SIGKILLed run, whatever its pid became since) is swept by the next one
+(`sweep_stale`). Teardown kills every
 process still inside a namespace before deleting it.
 """
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import itertools
 import os
 import shutil
@@ -30,6 +33,7 @@ PREFIX = "fxd-"
 SUBNET = "10.231.1"  # per bridge: two labs at once share no L2 segment, so the same subnet never meets itself
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 NETNS_DIR = Path("/run/netns")
+LOCK_DIR = Path("/run/fxd-locks")  # a lab holds an flock on LOCK_DIR/<tag> for as long as it lives
 CLONE_NEWNET = 0x40000000
 _seq = itertools.count()
 
@@ -46,7 +50,7 @@ def unavailable_reason() -> str | None:
         return "the `ip` command (iproute2) is not installed"
     if not os.path.exists("/proc/self/ns/net"):
         return "this kernel has no network namespaces"
-    probe = f"{PREFIX}{os.getpid():x}-probe"
+    probe = f"{PREFIX}{os.getpid():x}xp-probe"
     made = _ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.strip()}"
@@ -54,15 +58,26 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _tag_of(name: str) -> str:
+    """The lab tag a fxd- name starts with: fxd-<owner pid, hex>x<one character>."""
+    cut = name.find("x", len(PREFIX))
+    return name[:cut + 2] if cut > 0 else name
+
+
 def _owner_alive(name: str) -> bool:
-    """A fxd- name encodes its owner's pid in hex up to the first 'x' or '-'."""
-    rest = name[len(PREFIX):]
-    digits = rest.split("x", 1)[0].split("-", 1)[0]
+    """True while the lab that made `name` holds its lock (a dead owner's lock is free, whatever its pid became)."""
+    path = LOCK_DIR / _tag_of(name)
     try:
-        pid = int(digits, 16)
-    except ValueError:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
         return False
-    return pid == os.getpid() or Path(f"/proc/{pid}").exists()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _ns_inode(ns: str) -> int | None:
@@ -157,12 +172,16 @@ def sweep_stale() -> list[str]:
         if not _owner_alive(cg.name):
             _remove_cgroup(cg)
             swept.append(str(cg))
+    for lock in sorted(LOCK_DIR.glob(PREFIX + "*")) if LOCK_DIR.is_dir() else []:
+        if not _owner_alive(lock.name):
+            lock.unlink(missing_ok=True)
     return swept
 
 
 def leftovers(tag: str) -> list[str]:
-    """What of lab `tag` still exists: namespaces, links, cgroups, processes in its namespaces."""
+    """What of lab `tag` still exists: namespaces, links, cgroups, its lock file."""
     left = [f"netns {n}" for n in _fxd_netns() if n.startswith(tag)]
+    left += [f"lock {LOCK_DIR / tag}"] if (LOCK_DIR / tag).exists() else []
     left += [f"link {n}" for n in _fxd_links() if n.startswith(tag)]
     left += [f"cgroup {c}" for c in _fxd_cgroups() if c.name.startswith(tag)]
     return left
@@ -234,12 +253,16 @@ class Lab:
             cg = CGROUP_CPU / f"{self.tag}-{name}" if cpu_quota else None
             self.nodes[name] = Node(name, f"{self.tag}-{name}", f"{SUBNET}.{i + 1}", f"{self.tag}h{i}", cg)
         self._popens: list[subprocess.Popen] = []
+        self._lock: int | None = None
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
 
     def start(self) -> "Lab":
         sweep_stale()
+        LOCK_DIR.mkdir(exist_ok=True)
+        self._lock = os.open(LOCK_DIR / self.tag, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # held until close(), or until this process dies
         try:
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("link", "set", self.bridge, "up")
@@ -327,6 +350,10 @@ class Lab:
             p.poll()
         if errors:
             raise errors[0]
+        if self._lock is not None:
+            (LOCK_DIR / self.tag).unlink(missing_ok=True)
+            os.close(self._lock)
+            self._lock = None
 
     def __enter__(self) -> "Lab":
         return self.start()
