@@ -1,4 +1,4 @@
-"""The `foxden` command line: run, stop, submit, batch, status, session end, demo."""
+"""The `foxden` command line: run, stop, submit, batch, status, session end, node drain, demo."""
 from __future__ import annotations
 
 import argparse
@@ -318,6 +318,30 @@ def _watch(config, client, status: dict, interval: float) -> None:
             client.close()
 
 
+def cmd_node_drain(args) -> int:
+    """Stop assigning to a cluster node, let its jobs finish, then release it (docs/cluster.md)."""
+    config = _config(args)
+    from foxden.client import ClientError
+    from foxden.cluster.drain import DrainFailed, ask_drain
+
+    with _client(config, timeout=STATUS_TIMEOUT_S) as client:  # the leader is up: no actor system starts here
+        try:
+            client.ping()
+        except ClientError as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    try:
+        reply = ask_drain(config, args.name)
+    except DrainFailed as exc:
+        print(f"foxden: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if reply.error:
+        print(f"foxden: {reply.error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({"node": reply.node, "state": reply.state, "jobs_in_flight": reply.jobs_in_flight}))
+    return EXIT_OK
+
+
 def cmd_session_end(args) -> int:
     config = _config(args)
     from foxden.client import ClientError, ServerError
@@ -397,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
     end.add_argument("id", help="the session's name")
     end.set_defaults(fn=cmd_session_end)
+
+    nd = sub.add_parser("node", help="manage the nodes of a cluster (on the leader)")
+    nd_sub = nd.add_subparsers(dest="node_command", required=True)
+    drain = with_config(nd_sub.add_parser("drain", help="stop assigning to a node, let its jobs finish, release it"))
+    drain.add_argument("name", help="the node's name ([cluster] node)")
+    drain.set_defaults(fn=cmd_node_drain)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
     d.add_argument("--json", action="store_true", help="print the report as JSON")

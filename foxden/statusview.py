@@ -25,6 +25,11 @@ def status_view(st: dict) -> RenderableType:
     summary.add_row("pool", f"target {pool['target']}  min {pool['min']}  max {pool['max']}{held}")
     by_state = st["browsers"]["by_state"]
     summary.add_row("browsers", f"live {st['browsers']['live']}  " + _pairs(by_state))
+    for node in st.get("nodes", []):  # a cluster's leader (docs/cluster.md)
+        style = {"up": "", "draining": "yellow", "lost": "red"}.get(node["state"], "")
+        summary.add_row(f"node {node['name']}", Text(
+            f"{node['state']}  live {node['browsers']['live']}  jobs {node['jobs_in_flight']}  "
+            f"seen {node['last_seen_s']:.1f}s ago  {node['address']}", style=style))
     summary.add_row("queue", f"depth {st['queue']['depth']}  in flight {st['queue']['in_flight']}")
     summary.add_row("totals", _pairs(st["totals"]))
     if st["errors"]:

@@ -89,6 +89,7 @@ def _job_violations(disp_before: dict, sup: dict, disp_after: dict) -> tuple[lis
     # A cluster's other nodes' children (their last heartbeat) are judged here too: per browser,
     # matching numbers mean no message in transit, however old the report.
     children = {c["id"]: c for c in sup["children"] + sup.get("remote_children", [])}
+    unreported = set(sup.get("unreported", ()))
     before_ch, after_ch = disp_before.get("channel", {}), disp_after.get("channel", {})
     running = disp_after["running"]
     gones_settled = disp_before.get("gones") == sup.get("gones") == disp_after.get("gones")
@@ -96,7 +97,9 @@ def _job_violations(disp_before: dict, sup: dict, disp_after: dict) -> tuple[lis
     for b in sorted(set(children) | set(disp_before["running"]) | set(running)):
         numbers = list(before_ch.get(b, (0, 0)))
         child = children.get(b)
-        if list(after_ch.get(b, (0, 0))) != numbers:
+        if b in unreported:
+            settled = False  # a cluster node's browser its last heartbeat predates
+        elif list(after_ch.get(b, (0, 0))) != numbers:
             settled = False  # the dispatcher sent an Assign or got an end during the chain
         elif child is None:
             settled = gones_settled  # else its BrowserGone may still be on its way

@@ -241,6 +241,7 @@ class ClusterActor(FoxdenActor):
         log.warning("node %s lost (%s): settling %d jobs in flight, forgetting %d browsers", node.name, why,
                     len(node.jobs), len(node.browsers))
         node.state = NodeState.LOST
+        node.lost_after_s = round(time.monotonic() - node.last_seen, 3)
         self.written_off.add(node.incarnation)
         self.addrs.pop(node.name, None)
         running = {browser: key for key, browser in node.jobs.items()}
@@ -274,7 +275,8 @@ class ClusterActor(FoxdenActor):
         if not table.release_due(node):
             return
         log.info("node %s drained: releasing it (its browsers stop; it leaves the table)", node.name)
-        self._to_node(node, NodeRelease(node.incarnation))
+        if node.name in self.addrs:
+            self.send(self.addrs[node.name], NodeRelease(node.incarnation))
         for browser in sorted(node.browsers):
             self.gones += 1
             self.send(self.dispatcher, BrowserGone(table.browser_name(node.name, browser), None,

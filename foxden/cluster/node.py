@@ -16,7 +16,7 @@ import uuid
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from foxden import procs
+from foxden import fsafety, procs
 from foxden.actors.base import FoxdenActor
 from foxden.cluster import member, table
 from foxden.protocols.messages import (
@@ -30,6 +30,7 @@ log = logging.getLogger("foxden.cluster")
 
 SUPERVISOR = "foxden.supervisor.actor.SupervisorActor"
 TICK = "node-tick"
+OWNER_FILE = "node.owner"  # in the member's state dir: the boot id of the node actor placed last
 STOP_WAIT_S = 30.0  # a fence whose pool has not stopped by then is finished by marker (the supervisor is stuck)
 
 
@@ -56,7 +57,7 @@ class NodeActor(FoxdenActor):
         self.welcomed = False
         self.last_heard: float | None = None
         self.sup = None  # the supervisor of the current incarnation
-        self.old: dict = {}  # supervisors being stopped (fence, release) -> when asked
+        self.old: list[tuple[object, float]] = []  # supervisors being stopped (fence, release), when asked
         self.leader_stop = False  # the leader asked our pool to stop (it is shutting down)
         self.released = False
         self.beat = itertools.count(1)
@@ -68,12 +69,23 @@ class NodeActor(FoxdenActor):
             return
         self.leader, self.name = sender, msg.node
         self.heartbeat_s, self.dead_after_s = msg.heartbeat_s, msg.dead_after_s
+        # The newest node actor placed on this member wins: the convention may
+        # announce one registration twice, and a restarted leader places a new
+        # one while the old leader's is still fenced. An older one sees this
+        # file name another and leaves (its browsers stopped first).
+        self.owner_path = os.path.join(str(self.local.config.daemon.state_dir), OWNER_FILE)
+        fd = fsafety.open_nofollow(self.owner_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, self.boot.encode())
+        finally:
+            os.close(fd)
         self._new_incarnation()
         self.wakeupAfter(self.heartbeat_s, payload=TICK)
 
     def _new_incarnation(self) -> None:
         self.incarnation = f"{self.name}-{self.boot}-{next(self.counter)}"
         self.welcomed, self.last_heard = False, None
+        self.report: tuple[dict, tuple[str, ...]] = ({}, ())  # the supervisor's last snapshot, its violations
         log.info("node %s: joining the leader as incarnation %s", self.name, self.incarnation)
         self._join()
 
@@ -91,7 +103,7 @@ class NodeActor(FoxdenActor):
         short = self.incarnation.rsplit("-", 2)[-1]
         instance = f"{self.local.marker}i{self.boot}.{short}"  # under the daemon's marker: its sweep finds them
         self.send(self.sup, InitSupervisor(self.local.config, self.local.engine, instance, self.myAddress,
-                                           self.local.daemon_pid))
+                                           self.local.daemon_pid, browser_prefix=f"i{short}."))
         log.info("node %s: welcomed; supervisor started for incarnation %s", self.name, self.incarnation)
 
     def receiveMsg_HeartbeatAck(self, msg: HeartbeatAck, sender) -> None:
@@ -134,7 +146,7 @@ class NodeActor(FoxdenActor):
     def receiveMsg_PoolStopped(self, msg: PoolStopped, sender) -> None:
         if sender == self.sup and self.leader_stop:
             self.send(self.leader, FromNode(self.name, self.incarnation, msg))
-        elif sender in self.old:
+        elif any(addr == sender for addr, _ in self.old):
             self._retire_supervisor(sender)
 
     def receiveMsg_StateQuery(self, msg: StateQuery, sender) -> None:
@@ -144,11 +156,10 @@ class NodeActor(FoxdenActor):
         from foxden.actors.admin import _live_violations  # the admin's rule 1, judged here on this machine
 
         pids = set(table_.children(msg.supervisor["pid"]))
-        violations = tuple(v.text for v in _live_violations(msg.supervisor, pids))
-        self.send(self.leader, NodeHeartbeat(self.name, self.incarnation, msg.supervisor, violations))
+        self.report = (msg.supervisor, tuple(v.text for v in _live_violations(msg.supervisor, pids)))
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
-        self.old.pop(msg.childAddress, None)
+        self.old = [(a, t) for a, t in self.old if a != msg.childAddress]
         if msg.childAddress == self.sup:
             log.error("node %s: its supervisor exited; fencing and joining anew", self.name)
             self.sup = None
@@ -167,7 +178,14 @@ class NodeActor(FoxdenActor):
     def _tick(self, now: float) -> None:
         if not procs.pid_alive(self.local.daemon_pid):
             self._orphaned()
-        for addr, asked in list(self.old.items()):
+        if not self.released and self._superseded():
+            log.warning("node %s: a newer node actor was placed on this member; this one (%s) stops its "
+                        "browsers and leaves", self.name, self.incarnation)
+            self.released = True
+            self._stop_supervisor()
+            if not self.old:
+                self.send(self.myAddress, ActorExitRequest())
+        for addr, asked in list(self.old):
             if now - asked > STOP_WAIT_S:
                 log.error("node %s: a fenced supervisor did not stop in %.0fs; killing it", self.name, STOP_WAIT_S)
                 self._retire_supervisor(addr)
@@ -178,6 +196,10 @@ class NodeActor(FoxdenActor):
         elif table.fence_due(self.last_heard, now, self.dead_after_s):
             self._fence(f"no word from the leader for {now - self.last_heard:.1f}s")
         elif self.sup is not None:
+            # The heartbeat goes now, with the last report: a supervisor busy
+            # launching browsers must not make its node look dead.
+            report, violations = self.report
+            self.send(self.leader, NodeHeartbeat(self.name, self.incarnation, report, violations))
             self.send(self.sup, StateQuery(self.incarnation, self.myAddress))
 
     def _fence(self, why: str) -> None:
@@ -190,14 +212,21 @@ class NodeActor(FoxdenActor):
     def _stop_supervisor(self) -> None:
         if self.sup is not None:
             self.send(self.sup, StopPool())  # busy browsers are killed, idle ones asked to exit, all swept
-            self.old[self.sup] = time.monotonic()
+            self.old.append((self.sup, time.monotonic()))
             self.sup = None
 
     def _retire_supervisor(self, addr) -> None:
-        self.old.pop(addr, None)
+        self.old = [(a, t) for a, t in self.old if a != addr]
         self.send(addr, ActorExitRequest())
         if self.released and not self.old:
             self.send(self.myAddress, ActorExitRequest())
+
+    def _superseded(self) -> bool:
+        try:
+            with open(self.owner_path) as f:
+                return f.read().strip() != self.boot
+        except OSError:
+            return False
 
     def _orphaned(self) -> None:
         """The member's daemon is gone: end its whole instance (this process last)."""

@@ -40,6 +40,7 @@ class Node:
     jobs: dict[str, str] = field(default_factory=dict)  # job key -> browser id on the node, in flight
     browsers: set[str] = field(default_factory=set)  # its browsers the dispatcher was offered and not told gone
     violations: tuple[str, ...] = ()  # its own invariant check, as it reported it
+    lost_after_s: float | None = None  # how long it had been silent when it was declared lost
 
 
 def admit(nodes: dict[str, Node], written_off: set[str], name: str, incarnation: str, join: bool) -> Admit:
@@ -109,5 +110,6 @@ def status_row(node: Node, now: float) -> dict:
         "last_seen_s": round(max(0.0, now - node.last_seen), 3),
         "jobs_in_flight": len(node.jobs),
         "local": node.local,
+        "lost_after_s": node.lost_after_s,
         "violations": list(node.violations),
     }

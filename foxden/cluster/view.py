@@ -39,6 +39,9 @@ def merge_snapshot(local: dict | None, local_node: str, nodes: dict[str, Node], 
     own.update(
         children=renamed_children(local_node, own),
         remote_children=[c for n in remote for c in renamed_children(n.name, n.report)],
+        # offered to the dispatcher but not in the node's last report yet: not judged (admin rule 2)
+        unreported=sorted(browser_name(n.name, b) for n in remote
+                          for b in n.browsers - {c["id"] for c in n.report.get("children", [])}),
         cluster_live=cluster_live(nodes),
         nodes=[status_row(n, now) for n in sorted(nodes.values(), key=lambda n: (not n.local, n.name))],
         gones=gones,

@@ -62,6 +62,7 @@ class InitSupervisor:
     instance: str
     dispatcher: Any
     daemon_pid: int = 0  # the top level: when it is gone, nothing can stop this instance, so it ends itself
+    browser_prefix: str = ""  # cluster: a member's incarnation, so no two incarnations share a browser id (temp dir)
 
 
 @dataclass(frozen=True)

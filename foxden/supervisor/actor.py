@@ -99,6 +99,7 @@ class SupervisorActor(FoxdenActor):
         self.config, self.engine = msg.config, msg.engine
         self.instance, self.dispatcher = msg.instance, msg.dispatcher
         self.daemon_pid = msg.daemon_pid
+        self.browser_prefix = msg.browser_prefix  # "" but on a cluster member (foxden.cluster.node)
         self.daemon_created = procs.create_time(msg.daemon_pid) if msg.daemon_pid else None
         self.policy = policy.RestartPolicy.from_config(self.config.restart)
         self.limits = watchdog.Limits.from_config(self.config)
@@ -146,7 +147,7 @@ class SupervisorActor(FoxdenActor):
 
     def _start_child(self) -> None:
         self.generation += 1
-        bid = f"b{self.generation}"
+        bid = f"{self.browser_prefix}b{self.generation}"
         addr = self.createActor(BROWSER_ACTOR)
         child = Child(id=bid, addr=addr,
                       marker=f"{self.instance}/{bid}/",  # self-delimiting: b1 must not match b10
