@@ -8,11 +8,14 @@ The site is served inside a namespace of its own on the lab's bridge. For
 each size: warm-up jobs, then `--jobs` pages through the leader with
 `--per-browser` jobs in flight per browser; jobs/s, and the CPU seconds per
 job of the leader's own processes (from /proc: its Python control plane, and
-everything in its namespace). Prints one JSON object (``--json``: only that).
+everything in its namespace); per node, the share of the batch's CPU periods
+in which its quota throttled it (near 1: the quota was the limit; lower: the
+host was), and the host's load average. Prints one JSON object (``--json``: only that).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,6 +60,24 @@ def _leader_cpu(lab: netns.Lab, node: str) -> tuple[float, float]:
     return py, total
 
 
+def _cpu_stat(lab: netns.Lab, names: list[str]) -> dict[str, dict[str, int]]:
+    """Each node's cgroup cpu.stat (nr_periods, nr_throttled, throttled_time): was the quota the limit?"""
+    out = {}
+    for n in names:
+        lines = (lab[n].cgroup / "cpu.stat").read_text().split("\n")
+        out[n] = {k: int(v) for k, v in (line.split() for line in lines if line.strip())}
+    return out
+
+
+def _throttled(before: dict, after: dict) -> dict[str, float]:
+    """Per node, the share of CPU periods of the batch in which its quota held it back."""
+    out = {}
+    for n, a in after.items():
+        periods = a["nr_periods"] - before[n]["nr_periods"]
+        out[n] = round((a["nr_throttled"] - before[n]["nr_throttled"]) / periods, 3) if periods else 0.0
+    return out
+
+
 def _batch(cluster: nc.Cluster, site, tag: str, n: int, concurrency: int) -> tuple[int, int, float]:
     """(ok, answered, seconds) for n page jobs with `concurrency` in flight."""
     reqs = [job_request(site.url(f"/page/{i}?job={tag}-{i}"), id=f"{tag}-{i}") for i in range(n)]
@@ -81,16 +102,17 @@ def run_size(size: int, args) -> dict:
             out["start_s"] = round(time.monotonic() - t0, 1)
             flight = args.per_browser * size * args.browsers
             _batch(cluster, site, "warm", size * args.browsers * 2, flight)
-            cpu0 = _leader_cpu(lab, names[0])
+            cpu0, stat0 = _leader_cpu(lab, names[0]), _cpu_stat(lab, names)
             ok, answered, took = _batch(cluster, site, "run", args.jobs, flight)
-            cpu1 = _leader_cpu(lab, names[0])
+            cpu1, stat1 = _leader_cpu(lab, names[0]), _cpu_stat(lab, names)
             hits = site.job_hits()
             out.update(jobs=args.jobs, ok=ok, answered=answered, seconds=round(took, 2),
                        jobs_per_s=round(answered / took, 3), in_flight=flight,
                        leader_cpu_s_per_job=round((cpu1[0] - cpu0[0]) / max(answered, 1), 4),
                        leader_ns_cpu_s_per_job=round((cpu1[1] - cpu0[1]) / max(answered, 1), 4),
                        pages_fetched_twice=sum(1 for j, n in hits.items() if j.startswith("run") and n > 1),
-                       by_node=_by_node(site, lab, names))
+                       by_node=_by_node(site, lab, names), throttled_share=_throttled(stat0, stat1),
+                       load_avg_1m=round(os.getloadavg()[0], 1))
         finally:
             out["stop_problems"] = cluster.stop()
             cluster.close()
