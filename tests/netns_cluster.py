@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from foxden import procs
@@ -27,7 +28,7 @@ from foxden.testsite import Site, _Handler
 
 import netns
 
-__all__ = ["ADMIN_PORT", "HitSite", "NodeDaemon", "Cluster", "cluster_available", "browser_mains", "node_of"]
+__all__ = ["ADMIN_PORT", "Hit", "HitSite", "NodeDaemon", "Cluster", "cluster_available", "browser_mains", "node_of"]
 
 ADMIN_PORT = 19000  # the same in every namespace: each has its own ports
 
@@ -41,12 +42,25 @@ def cluster_available() -> str | None:
     return None
 
 
+class Hit(NamedTuple):
+    """One request with ?job=: who sent it, when it came, and when its TCP connection was accepted."""
+
+    address: str
+    job: str | None
+    at: float  # monotonic
+    opened: float  # monotonic: a request on a connection older than a fault was sent before it
+
+
 class _HitHandler(_Handler):
+    def setup(self):
+        self.opened = time.monotonic()
+        super().setup()
+
     def do_GET(self):  # noqa: N802 - http.server's naming
         job = parse_qs(urlsplit(self.path).query).get("job", [None])[0]
         site = self.server.site
         with site.lock:
-            site.hits.append((self.client_address[0], job, time.monotonic()))
+            site.hits.append(Hit(self.client_address[0], job, time.monotonic(), self.opened))
         super().do_GET()
 
 
@@ -55,20 +69,21 @@ class HitSite(Site):
 
     def __init__(self, host: str, port: int = 0):
         super().__init__(host, port)
-        self.hits: list[tuple[str, str | None, float]] = []
+        self.hits: list[Hit] = []
         self.server.RequestHandlerClass = _HitHandler
 
-    def job_hits(self, since: float = 0.0) -> Counter:
+    def job_hits(self, since: float = 0.0, opened_since: float = 0.0) -> Counter:
+        """Requests per job id that came at or after `since` on connections accepted at or after `opened_since`."""
         with self.lock:
-            return Counter(job for _, job, t in self.hits if job is not None and t >= since)
+            return Counter(h.job for h in self.hits if h.job is not None and h.at >= since and h.opened >= opened_since)
 
     def job_nodes(self) -> dict[str, set[str]]:
         """job id -> the addresses that fetched its page."""
         out: dict[str, set[str]] = {}
         with self.lock:
-            for addr, job, _ in self.hits:
-                if job is not None:
-                    out.setdefault(job, set()).add(addr)
+            for h in self.hits:
+                if h.job is not None:
+                    out.setdefault(h.job, set()).add(h.address)
         return out
 
 
