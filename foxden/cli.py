@@ -324,6 +324,11 @@ def cmd_node_drain(args) -> int:
     from foxden.client import ClientError
     from foxden.cluster.drain import DrainFailed, ask_drain
 
+    if config.cluster.role != "leader":
+        print(f"foxden: {args.config}: [cluster] role is {config.cluster.role!r}; run `foxden node drain` on the "
+              "leader, with its config", file=sys.stderr)
+        return EXIT_USAGE
+
     with _client(config, timeout=STATUS_TIMEOUT_S) as client:  # the leader is up: no actor system starts here
         try:
             client.ping()

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 
 import psutil
@@ -115,6 +116,9 @@ def transport_key(config: Config) -> bytes:
 
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As Thespian binds it: a port whose last connections are in TIME_WAIT
+        # (a daemon restarted at once) is free; one with a listener is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("", port))
         except OSError as exc:
@@ -139,6 +143,8 @@ class Daemon:
         self.stop_requested = False
         self.lock_fd: int | None = None
         self.port = 0
+        self.next_registration = 0.0  # a member: when to check its node actor again (_rejoin_if_orphaned)
+        self.registrations = 0
         self.state_dir = str(config.daemon.state_dir)
         self.pid_path = os.path.join(self.state_dir, procs.PID_FILE)
 
@@ -175,6 +181,7 @@ class Daemon:
             set_local(Local(self.config, choice, self.marker, os.getpid()))
         self._start_actor_system(port)
         if self.config.cluster.role == "member":
+            self.next_registration = time.monotonic() + 2 * self.config.cluster.dead_after_s  # the first one is on
             log.info("ready: member node %s, %s browsers of %s once the leader at %s places its node, admin "
                      "%s:%d, pid %d", self.config.cluster.node, self.config.pool.size, choice.name,
                      self.config.cluster.leader, self.config.cluster.bind, port, os.getpid())
@@ -373,6 +380,8 @@ class Daemon:
             # bounds how long a stop request waits to be seen.
             dead = watch.wait(0.2)
             procs.reap_children()
+            if self.config.cluster.role == "member":
+                self._rejoin_if_orphaned()
             if dead:
                 # Without its supervisor (or the dispatcher that holds the
                 # jobs) nothing guarantees cleanup or answers any more. Like
@@ -385,6 +394,18 @@ class Daemon:
                 self.exit_code = EXIT_ERROR
                 self.abort()
                 return
+
+    def _rejoin_if_orphaned(self) -> None:
+        """A member without a welcomed node actor registers with the leader again (a restarted leader)."""
+        from foxden.cluster import member
+
+        now = time.monotonic()
+        if now < self.next_registration:
+            return
+        self.next_registration = now + self.config.cluster.dead_after_s
+        if member.needs_registration(member.read_owner(self.state_dir), procs.pid_alive):
+            self.registrations += 1
+            self.asys.updateCapability("foxden-registration", self.registrations)  # Thespian re-registers
 
     # --- stop ------------------------------------------------------------------
 

@@ -214,3 +214,26 @@ def test_a_cluster_key_readable_by_others_is_refused_at_start(tmp_path, key):
     with pytest.raises(StartupError) as err:
         transport_key(c)
     assert err.value.exit_code == EXIT_CONFIG and str(err.value).startswith("[cluster] key_file")
+
+
+def test_a_member_registers_again_only_without_a_welcomed_node_actor(tmp_path):
+    from foxden.cluster import member
+
+    alive = {10}.__contains__
+    assert member.needs_registration(None, alive)  # no node actor was ever placed here
+    assert member.needs_registration(("boot", 11, "up"), alive)  # it died
+    assert member.needs_registration(("boot", 10, "joining"), alive)  # fenced: the leader may have restarted
+    assert not member.needs_registration(("boot", 10, "up"), alive)
+    assert not member.needs_registration(("boot", 10, "released"), alive)  # drained: stays out until restarted
+    member.write_owner(tmp_path, "b00t", "up")
+    assert member.read_owner(tmp_path) == ("b00t", os.getpid(), "up")
+    assert os.stat(tmp_path / member.OWNER_FILE).st_mode & 0o077 == 0
+
+
+def test_node_drain_needs_a_leaders_config(tmp_path, capsys):
+    from foxden import cli
+
+    path = tmp_path / "c.toml"
+    path.write_text("[daemon]\nstate_dir = \"s\"\n")
+    assert cli.main(["node", "drain", "-c", str(path), "m1"]) == cli.EXIT_USAGE
+    assert "role is 'standalone'" in capsys.readouterr().err

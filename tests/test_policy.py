@@ -21,7 +21,8 @@ from foxden.supervisor.policy import (
 
 EXITS = list(ExitReason)
 CRASH, TIMEOUT = ExitReason.CRASH, ExitReason.TIMEOUT
-FAILURES = {ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.LAUNCH_FAILED, ExitReason.UNRESPONSIVE}
+FAILURES = {ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.LAUNCH_FAILED, ExitReason.UNRESPONSIVE,
+            ExitReason.NODE_LOST}  # a cluster node's browsers, written off with it (docs/cluster.md)
 
 # restart type -> exits that get restarted; the rest of EXITS must not be.
 RESTARTED = {

@@ -11,8 +11,8 @@ from foxden.protocols.messages import BrowserGone, Dying
 
 R = ExitReason
 # The specification, written out independently of the enum's code.
-ABNORMAL = {R.CRASH, R.TIMEOUT, R.UNRESPONSIVE, R.LAUNCH_FAILED}
-COUNTED = {R.CRASH, R.UNRESPONSIVE, R.LAUNCH_FAILED}  # a timeout is the job's fault: restarted, not counted
+ABNORMAL = {R.CRASH, R.TIMEOUT, R.UNRESPONSIVE, R.LAUNCH_FAILED, R.NODE_LOST}  # node_lost: docs/cluster.md
+COUNTED = {R.CRASH, R.UNRESPONSIVE, R.LAUNCH_FAILED, R.NODE_LOST}  # a timeout is the job's fault: restarted, not counted
 NOT_RETRYING = {R.TIMEOUT, R.SHUTDOWN}  # the job had its time; nothing is left to run it
 
 

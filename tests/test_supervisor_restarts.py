@@ -18,7 +18,8 @@ ORDER = ("b1", "b2", "b3", "b4")
 FAILED = "b2"
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 RESTART_TYPES = ("permanent", "transient", "temporary")
-FAILURES = (ExitReason.CRASH, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED, ExitReason.TIMEOUT)
+FAILURES = (ExitReason.CRASH, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED, ExitReason.TIMEOUT,
+            ExitReason.NODE_LOST)  # node_lost: a cluster node's browsers, written off with it (docs/cluster.md)
 RETIREMENTS = tuple(r for r in ExitReason if r.is_retirement)
 SIBLING_STOPS = (ExitReason.SIBLING_ONE_FOR_ALL, ExitReason.SIBLING_REST_FOR_ONE)
 SIBLINGS = {"one_for_one": (), "one_for_all": ("b1", "b3", "b4"), "rest_for_one": ("b3", "b4")}

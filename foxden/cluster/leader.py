@@ -12,7 +12,7 @@ import logging
 import os
 import time
 
-from thespian.actors import ActorSystemConventionUpdate, WakeupMessage
+from thespian.actors import ActorExitRequest, ActorSystemConventionUpdate, WakeupMessage
 
 from foxden.actors.base import FoxdenActor
 from foxden.cluster import table
@@ -21,7 +21,7 @@ from foxden.cluster.view import merge_snapshot
 from foxden.protocols.exits import ExitReason
 from foxden.protocols.messages import (
     Assign, AssignRefused, BrowserGone, Demand, DrainNode, DrainNodeReply, FromNode, HeartbeatAck, Initialized,
-    InitCluster, InitNode, JobFinished, JobResult, NodeFence, NodeHeartbeat, NodeJoin, NodeRelease, NodeWelcome,
+    InitCluster, InitNode, JobFinished, JobResult, LinkTo, NodeFence, NodeHeartbeat, NodeJoin, NodeRelease, NodeWelcome,
     PoolFailed, PoolStopped, StateQuery, StopPool, ToNode, WorkRequest,
 )
 
@@ -31,6 +31,7 @@ log = logging.getLogger("foxden.cluster")
 
 GLOBAL_NAME = "foxden-cluster"  # `foxden node drain` finds the cluster actor by it
 NODE_ACTOR = "foxden.cluster.node.NodeActor"
+LINK_ACTOR = "foxden.cluster.link.NodeLink"
 NODE_CAPABILITY = "foxden-node"  # a member's actor system names its node with this capability
 TICK = "cluster-tick"
 
@@ -85,7 +86,7 @@ class ClusterActor(FoxdenActor):
     def receiveMsg_NodeJoin(self, msg: NodeJoin, sender) -> None:
         verdict = table.admit(self.nodes, self.written_off, msg.node, msg.incarnation, join=True)
         if verdict is Admit.STALE:
-            self.send(sender, NodeFence(msg.incarnation, "written off"))
+            self._reply(msg.node, msg.incarnation, sender, NodeFence(msg.incarnation, "written off"))
             return
         if verdict is Admit.JOIN:
             old = self.nodes.get(msg.node)
@@ -98,26 +99,43 @@ class ClusterActor(FoxdenActor):
             if old is not None:
                 self.written_off.add(old.incarnation)
             self.nodes[msg.node] = Node(msg.node, msg.address, msg.incarnation, last_seen=time.monotonic())
-            self.addrs[msg.node] = sender
+            self.addrs[msg.node] = self._link(sender)
             log.info("node %s up (incarnation %s, %s)", msg.node, msg.incarnation, msg.address)
-        self.send(sender, NodeWelcome(msg.incarnation))
+        self._reply(msg.node, msg.incarnation, sender, NodeWelcome(msg.incarnation))
 
     def receiveMsg_NodeHeartbeat(self, msg: NodeHeartbeat, sender) -> None:
         node = self._accepted(msg.node, msg.incarnation, sender)
         if node is not None:
             node.report, node.violations = msg.report, tuple(msg.violations)
-            self.send(sender, HeartbeatAck(msg.incarnation))
+            self._reply(msg.node, msg.incarnation, sender, HeartbeatAck(msg.incarnation))
 
     def receiveMsg_FromNode(self, msg: FromNode, sender) -> None:
         node = self._accepted(msg.node, msg.incarnation, sender)
         if node is not None:
             self._from_pool(node, msg.message)
 
+    def _link(self, node_actor):
+        """A new link (foxden.cluster.link) to a node actor: our sends to it go through that process only."""
+        link = self.createActor(LINK_ACTOR)
+        self.send(link, LinkTo(node_actor))
+        return link
+
+    def _reply(self, name: str, incarnation: str, sender, msg) -> None:
+        """Answer a node's message: through its link while that incarnation is up, else through a
+        short-lived one (a stale node gets its NodeFence without the cluster actor sending to it)."""
+        node = self.nodes.get(name)
+        if node is not None and node.incarnation == incarnation and name in self.addrs:
+            self.send(self.addrs[name], msg)
+            return
+        link = self._link(sender)
+        self.send(link, msg)
+        self.send(link, ActorExitRequest())
+
     def _accepted(self, name: str, incarnation: str, sender) -> Node | None:
         """The node's entry if `incarnation` is the one up (its last_seen renewed); else fence the sender."""
         if table.admit(self.nodes, self.written_off, name, incarnation, join=False) is not Admit.ACCEPT:
             log.info("node %s: dropped a message of incarnation %s, which is not up", name, incarnation)
-            self.send(sender, NodeFence(incarnation, "not up"))
+            self._reply(name, incarnation, sender, NodeFence(incarnation, "not up"))
             return None
         node = self.nodes[name]
         node.last_seen = time.monotonic()
@@ -243,7 +261,7 @@ class ClusterActor(FoxdenActor):
         node.state = NodeState.LOST
         node.lost_after_s = round(time.monotonic() - node.last_seen, 3)
         self.written_off.add(node.incarnation)
-        self.addrs.pop(node.name, None)
+        self._unlink(node.name)
         running = {browser: key for key, browser in node.jobs.items()}
         for browser in sorted(set(node.browsers) | set(running)):
             self.gones += 1
@@ -253,6 +271,12 @@ class ClusterActor(FoxdenActor):
         node.browsers.clear()
         node.report = {}
         self._pool_stopped(node.name)
+
+    def _unlink(self, name: str) -> None:
+        """End a node's link: what it still holds for the node (a cut one's sends in flight) ends with it."""
+        link = self.addrs.pop(name, None)
+        if link is not None:
+            self.send(link, ActorExitRequest())
 
     def receiveMsg_DrainNode(self, msg: DrainNode, sender) -> None:
         node = self.nodes.get(msg.node)
@@ -282,5 +306,5 @@ class ClusterActor(FoxdenActor):
             self.send(self.dispatcher, BrowserGone(table.browser_name(node.name, browser), None,
                                                    ExitReason.SHUTDOWN.value, f"node {node.name} released"))
         self.written_off.add(node.incarnation)
-        self.addrs.pop(node.name, None)
+        self._unlink(node.name)
         del self.nodes[node.name]

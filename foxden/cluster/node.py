@@ -16,7 +16,7 @@ import uuid
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from foxden import fsafety, procs
+from foxden import procs
 from foxden.actors.base import FoxdenActor
 from foxden.cluster import member, table
 from foxden.protocols.messages import (
@@ -30,7 +30,6 @@ log = logging.getLogger("foxden.cluster")
 
 SUPERVISOR = "foxden.supervisor.actor.SupervisorActor"
 TICK = "node-tick"
-OWNER_FILE = "node.owner"  # in the member's state dir: the boot id of the node actor placed last
 STOP_WAIT_S = 30.0  # a fence whose pool has not stopped by then is finished by marker (the supervisor is stuck)
 
 
@@ -60,7 +59,6 @@ class NodeActor(FoxdenActor):
         self.old: list[tuple[object, float]] = []  # supervisors being stopped (fence, release), when asked
         self.leader_stop = False  # the leader asked our pool to stop (it is shutting down)
         self.released = False
-        self.beat = itertools.count(1)
 
     def receiveMsg_InitNode(self, msg: InitNode, sender) -> None:
         if self.local is None:
@@ -69,22 +67,13 @@ class NodeActor(FoxdenActor):
             return
         self.leader, self.name = sender, msg.node
         self.heartbeat_s, self.dead_after_s = msg.heartbeat_s, msg.dead_after_s
-        # The newest node actor placed on this member wins: the convention may
-        # announce one registration twice, and a restarted leader places a new
-        # one while the old leader's is still fenced. An older one sees this
-        # file name another and leaves (its browsers stopped first).
-        self.owner_path = os.path.join(str(self.local.config.daemon.state_dir), OWNER_FILE)
-        fd = fsafety.open_nofollow(self.owner_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.write(fd, self.boot.encode())
-        finally:
-            os.close(fd)
         self._new_incarnation()
         self.wakeupAfter(self.heartbeat_s, payload=TICK)
 
     def _new_incarnation(self) -> None:
         self.incarnation = f"{self.name}-{self.boot}-{next(self.counter)}"
         self.welcomed, self.last_heard = False, None
+        self._owner("joining")
         self.report: tuple[dict, tuple[str, ...]] = ({}, ())  # the supervisor's last snapshot, its violations
         log.info("node %s: joining the leader as incarnation %s", self.name, self.incarnation)
         self._join()
@@ -99,6 +88,7 @@ class NodeActor(FoxdenActor):
         if msg.incarnation != self.incarnation or self.welcomed:
             return
         self.welcomed, self.last_heard = True, time.monotonic()
+        self._owner("up")
         self.sup = self.createActor(SUPERVISOR)
         short = self.incarnation.rsplit("-", 2)[-1]
         instance = f"{self.local.marker}i{self.boot}.{short}"  # under the daemon's marker: its sweep finds them
@@ -129,6 +119,7 @@ class NodeActor(FoxdenActor):
         if msg.incarnation == self.incarnation:
             log.info("node %s: released by the leader; stopping its browsers and leaving", self.name)
             self.released = True
+            self._owner("released")
             self._stop_supervisor()
 
     # --- from our supervisor and its browsers --------------------------------------------
@@ -152,10 +143,9 @@ class NodeActor(FoxdenActor):
     def receiveMsg_StateQuery(self, msg: StateQuery, sender) -> None:
         if msg.supervisor is None or sender != self.sup or msg.tag != self.incarnation:
             return
-        table_ = procs.ProcessTable()
         from foxden.actors.admin import _live_violations  # the admin's rule 1, judged here on this machine
 
-        pids = set(table_.children(msg.supervisor["pid"]))
+        pids = set(procs.ProcessTable().children(msg.supervisor["pid"]))
         self.report = (msg.supervisor, tuple(v.text for v in _live_violations(msg.supervisor, pids)))
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender) -> None:
@@ -222,11 +212,14 @@ class NodeActor(FoxdenActor):
             self.send(self.myAddress, ActorExitRequest())
 
     def _superseded(self) -> bool:
-        try:
-            with open(self.owner_path) as f:
-                return f.read().strip() != self.boot
-        except OSError:
-            return False
+        """The newest node actor placed on this member wins (member.OWNER_FILE names it): the convention
+        may announce one registration twice, and a restarted leader places a new one while the old
+        leader's is still fenced. An older one leaves, its browsers stopped first."""
+        owner = member.read_owner(self.local.config.daemon.state_dir)
+        return owner is not None and owner[0] != self.boot
+
+    def _owner(self, state: str) -> None:
+        member.write_owner(self.local.config.daemon.state_dir, self.boot, state)
 
     def _orphaned(self) -> None:
         """The member's daemon is gone: end its whole instance (this process last)."""

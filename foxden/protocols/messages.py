@@ -491,6 +491,13 @@ class ToNode:
 
 
 @dataclass(frozen=True)
+class LinkTo:
+    """Cluster actor -> the link it made for a node (foxden.cluster.link): forward everything to `node`."""
+
+    node: Any
+
+
+@dataclass(frozen=True)
 class DrainNode:
     """`foxden node drain` -> cluster actor: stop assigning to `node`, release it when its jobs are done."""
 

@@ -45,6 +45,8 @@ THESPIAN_AND_STDLIB = frozenset({
     ("thespian.system.messages.convention", "ConventionInvite"),
     ("thespian.system.messages.convention", "NotifyOnSystemRegistration"),
     ("thespian.system.logdirector", "LogAggregator"),  # a member's logger forwards to the leader's
+    ("thespian.system.messages.admin", "CapabilityUpdate"),  # a member's daemon re-registering (docs/cluster.md)
+    ("thespian.system.messages.admin", "NewCapabilities"),  # ... which the admin tells its actors
     ("socket", "AddressFamily"),
     ("socket", "SocketKind"),
     ("pathlib", "PosixPath"),
