@@ -19,17 +19,7 @@ import time
 
 from thespian.actors import Actor, ActorSystem
 
-__all__ = ["CONVENTION_PAIRS", "Where", "main"]
-
-# Thespian's convention messages (members registering with the leader). They
-# are not in foxden's single-host allow-list (foxden/transport/unpickle.py);
-# a cluster needs them there too.
-CONVENTION_PAIRS = frozenset({
-    ("thespian.system.messages.convention", "ConventionRegister"),
-    ("thespian.system.messages.convention", "ConventionDeRegister"),
-    ("thespian.system.messages.convention", "ConventionInvite"),
-    ("thespian.system.messages.convention", "NotifyOnSystemRegistration"),
-})
+__all__ = ["Where", "main"]
 
 
 class Where(Actor):
@@ -47,13 +37,11 @@ class Where(Actor):
 
 def _start(role: str, node: str, address: str, leader: str, port: int, key_file: str) -> ActorSystem:
     from foxden import transport
-    from foxden.transport import unpickle
 
     os.environ["FOXDEN_PROBE_NODE"] = node
     os.environ["THESPIAN_BASE_IPADDR"] = address  # the address Thespian binds and hands out
+    # foxden's own seal and allow-list (which holds Thespian's convention messages since issue 16).
     transport.install(transport.read_key_file(key_file), loopback_only=False)
-    if os.environ.get("FOXDEN_PROBE_CONVENTION_PAIRS", "1") == "1":
-        unpickle._allowed = unpickle.allowed_pairs() | CONVENTION_PAIRS
     caps = {"Admin Port": port, "Convention Address.IPv4": (leader, port), "node": node}
     return ActorSystem("multiprocTCPBase", caps, logDefs={"version": 1, "disable_existing_loggers": False})
 
