@@ -10,7 +10,10 @@ record the RSS of every control-plane process (supervisor, dispatcher,
 admin, gateway, Thespian's own, the daemon) at checkpoints, to show that
 the control plane does not grow with the number of jobs it has handled.
 
-Both print one JSON object on stdout (progress on stderr) and exit 0 only if
+``nodes``: the same batch on a cluster of 1, 2 and 3 nodes, each in its own
+network namespace and CPU quota (bench/scale_nodes.py).
+
+All print one JSON object on stdout (progress on stderr) and exit 0 only if
 every job was answered exactly once and nothing was left running.
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 
 import psutil
 
-from bench import measure
+from bench import measure, scale_nodes
 from foxden import procs
 from foxden.client import job_request
 from foxden.harness import DaemonProcess, write_config
@@ -378,12 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--jobs", type=int, default=10_000)
     s.add_argument("--checkpoint", type=int, default=1000, help="measure RSS every this many answers")
     s.add_argument("--concurrency", type=int, default=8)
+    scale_nodes.add_parser(sub)
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the private daemon is stopped, not orphaned.
     signal.signal(signal.SIGTERM, _interrupt)
     measure.install_network_guard()
     if args.check == "browsers":
         return browsers_check(args)
+    if args.check == "nodes":
+        return scale_nodes.nodes_check(args)
     return soak_check(args)
 
 
