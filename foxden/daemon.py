@@ -203,7 +203,7 @@ class Daemon:
         a = self.addrs
         self._init("supervisor", InitSupervisor(self.config, choice, self.marker.rstrip("/"), a["dispatcher"],
                                                      os.getpid()))
-        self._init("dispatcher", InitDispatcher(self.config, a["supervisor"]))
+        self._init("dispatcher", InitDispatcher(self.config, a["supervisor"], choice.name))
         self._init("admin", InitAdmin(self.config, self.instance, a["supervisor"], a["dispatcher"]))
         reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"]))
         if "error" in reply.detail:
