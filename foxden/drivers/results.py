@@ -13,7 +13,8 @@ from foxden.protocols.wire import PageResult
 __all__ = ["capped", "encoded_size", "failed", "first_line", "jsonable", "page_outcome", "step_code", "timed_out"]
 
 
-def page_outcome(*, final_url: str, http_status: int | None, title, content_length, value, screenshot) -> Outcome:
+def page_outcome(*, final_url: str, http_status: int | None, title, content_length, value, screenshot,
+                 html: str | None = None, pdf: bytes | None = None, response_headers: dict | None = None) -> Outcome:
     """An "ok" Outcome carrying the page's result (its size is checked by capped(), in the actor)."""
     return Outcome("ok", result=PageResult(
         final_url=final_url,
@@ -22,13 +23,17 @@ def page_outcome(*, final_url: str, http_status: int | None, title, content_leng
         content_length=content_length if isinstance(content_length, int) else 0,
         eval=jsonable(value),
         screenshot=screenshot,
+        html=html,
+        pdf=pdf,
+        response_headers=response_headers,
     ))
 
 
 def encoded_size(result: PageResult) -> int:
     """Bytes the result's fields take in msgpack, as they would in the client's answer."""
     return len(msgpack.packb((result.final_url, result.http_status, result.title, result.content_length,
-                              result.eval, result.screenshot), use_bin_type=True))
+                              result.eval, result.screenshot, result.html, result.pdf, result.response_headers),
+                             use_bin_type=True))
 
 
 def capped(outcome: Outcome, max_bytes: int) -> Outcome:
@@ -65,6 +70,8 @@ def step_code(step: str, message: str) -> ErrorCode:
         return ErrorCode.NAVIGATION_FAILED
     if step == "eval":
         return ErrorCode.EVAL_ERROR
+    if step == "wait_for_function":
+        return ErrorCode.WAIT_FAILED
     if step == "wait_for":
         return ErrorCode.BAD_SELECTOR if "selector" in message.lower() else ErrorCode.WAIT_FAILED
     return ErrorCode.PAGE_ERROR
