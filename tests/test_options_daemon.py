@@ -1,0 +1,179 @@
+"""Job options (#14) through a real daemon, as the server, the proxy and the page saw them, per engine."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from conftest import merged
+from foxden.harness import DaemonProcess, write_config
+from optsite import ForwardProxy, OptSite, png_size
+
+pytestmark = pytest.mark.browser
+
+SECRET = "pw-Zq81-never-logged"
+# Playwright's own driver drives Chromium here; the CDP driver's run of these tests is the lead's at merge.
+ENGINES = {
+    "firefox": {"pool": {"engine": "firefox", "size": 1}},
+    "chromium": {"pool": {"engine": "chromium", "driver": "playwright", "size": 1}},
+}
+
+
+def start_daemon(overrides: dict) -> tuple[DaemonProcess, str]:
+    d = tempfile.mkdtemp(prefix="fx", dir="/tmp")
+    cfg = merged({"jobs": {"timeout_s": 15.0}, "daemon": {"log_level": "debug"}, **overrides})
+    cfg["daemon"].setdefault("state_dir", os.path.join(d, "state"))
+    daemon = DaemonProcess(write_config(os.path.join(d, "foxden.toml"), cfg), log_path=os.path.join(d, "daemon.log"))
+    return daemon.start(), d
+
+
+def stop_daemon(daemon: DaemonProcess, d: str) -> None:
+    rc = daemon.stop()
+    left = daemon.leftovers()
+    daemon.kill_leftovers()
+    shutil.rmtree(d, ignore_errors=True)
+    assert not left and rc == 0, f"daemon exit {rc}, left {left}"
+
+
+@pytest.fixture(scope="module")
+def optsite():
+    s = OptSite()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module", params=[pytest.param("firefox", marks=pytest.mark.firefox), "chromium"])
+def den(request):
+    daemon, d = start_daemon(ENGINES[request.param])
+    daemon.engine = request.param
+    yield daemon
+    stop_daemon(daemon, d)
+
+
+def submit(den, url, **job):
+    with den.client(timeout=60) as c:
+        return c.submit(url, **job)
+
+
+def ok(answer):
+    assert answer.status == "ok", answer
+    return answer.result
+
+
+def test_headers_cookies_and_user_agent_as_the_server_saw_them(den, optsite):
+    r = ok(submit(den, optsite.url("/echo?case=identity"), headers={"X-Job": "one", "X-Other": "two"},
+                  user_agent="FoxdenTest/1.0", cookies=[{"name": "a", "value": "1"},
+                                                         {"name": "b", "value": "2", "path": "/echo"}]))
+    (_, seen), = optsite.requests_to("/echo?case=identity")
+    assert seen["x-job"] == "one" and seen["x-other"] == "two"
+    assert seen["user-agent"] == "FoxdenTest/1.0"
+    assert sorted(seen["cookie"].split("; ")) == ["a=1", "b=2"]
+    assert r.response_headers["x-foxden-test"] == "Yes" and r.response_headers["content-type"].startswith("text/html")
+
+
+def test_locale_and_timezone_as_the_page_sees_them(den, optsite):
+    r = ok(submit(den, optsite.url("/echo?case=locale"), locale="de-CH", timezone="Asia/Kathmandu",
+                  eval="[navigator.language, Intl.DateTimeFormat().resolvedOptions().timeZone,"
+                       " new Date(Date.UTC(2024, 0, 1)).getTimezoneOffset()]"))
+    assert r.eval == ["de-CH", "Asia/Kathmandu", -345]
+    (_, seen), = optsite.requests_to("/echo?case=locale")
+    assert seen["accept-language"].startswith("de-CH")
+
+
+def test_a_blocked_type_or_glob_never_reaches_the_server(den, optsite):
+    r = ok(submit(den, optsite.url(f"/assets?e={den.engine}"), block=["image"], eval="window.scriptRan === true"))
+    assert r.eval is True  # the script was not blocked
+    ok(submit(den, optsite.url(f"/assets?e={den.engine}&glob"), block=["*skip.png*"]))
+    paths = [p for p, h in optsite.requests_to("/asset/") if h.get("referer", "").endswith(den.engine)]
+    assert "/asset/s.js" in paths and "/asset/pic.png" not in paths and "/asset/skip.png?kind=glob" not in paths
+    glob_paths = [p for p, h in optsite.requests_to("/asset/") if h.get("referer", "").endswith("&glob")]
+    assert "/asset/pic.png" in glob_paths and "/asset/skip.png?kind=glob" not in glob_paths
+
+
+def test_domcontentloaded_answers_while_an_image_never_finishes(den, optsite):
+    r = ok(submit(den, optsite.url("/held"), wait_until="domcontentloaded", timeout_s=10))
+    assert r.title == "held"
+    # The same page waiting for load cannot finish: the image is held open.
+    late = submit(den, optsite.url("/held?load"), timeout_s=3)
+    assert late.status == "timeout", late
+
+
+def test_wait_for_function_waits_for_a_timer(den, optsite):
+    r = ok(submit(den, optsite.url("/timer"), wait_for_function="window.ready === 42", eval="window.ready"))
+    assert r.eval == 42
+
+
+def test_html_and_screenshots_full_page_and_selector(den, optsite):
+    r = ok(submit(den, optsite.url("/tall"), html=True, screenshot=True, full_page=True,
+                  viewport={"width": 500, "height": 400}))
+    assert "<div id=\"tall\"></div>" in r.html and r.html.startswith("<html")
+    assert png_size(r.screenshot) == (500, 3080)
+    r = ok(submit(den, optsite.url("/tall"), screenshot=True, screenshot_selector="#box"))
+    assert png_size(r.screenshot) == (120, 80) and r.html is None
+    r = ok(submit(den, optsite.url("/tall"), screenshot=True, viewport={"width": 640, "height": 360}))
+    assert png_size(r.screenshot) == (640, 360)
+
+
+def test_pdf_on_chromium_unsupported_option_elsewhere(den, optsite):
+    a = submit(den, optsite.url("/echo?pdf"), pdf=True)
+    if den.engine == "chromium":
+        assert ok(a).pdf.startswith(b"%PDF-")
+    else:
+        assert (a.status, a.error.code, a.attempts) == ("rejected", "unsupported_option", 0)
+        assert "job.pdf" in a.error.message and den.engine in a.error.message
+
+
+def test_a_job_through_a_proxy_is_seen_by_it_and_its_password_is_never_shown(den, optsite):
+    # The page's host resolves nowhere: it loads only through the proxy, which serves it from optsite.
+    proxy = ForwardProxy(credentials=f"user:{SECRET}", upstream=("127.0.0.1", optsite.server.server_address[1]))
+    try:
+        a = submit(den, f"http://proxied.invalid/echo?via=proxy-{den.engine}",
+                   proxy=f"http://user:{SECRET}@127.0.0.1:{proxy.port}")
+        bad = submit(den, optsite.url("/echo"), proxy=f"http://user:{SECRET}@127.0.0.1:99999")
+    finally:
+        proxy.close()
+    r = ok(a)
+    proxy_auth = "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+    assert r.response_headers.get("x-via-test-proxy") == "1"
+    assert r.title == "echo" and (f"http://proxied.invalid/echo?via=proxy-{den.engine}", proxy_auth) in proxy.seen
+    assert (bad.status, bad.error.code) == ("rejected", "bad_input") and "job.proxy" in bad.error.message
+    # The credentials went to the proxy, and nowhere else: not the answer, the status, the log.
+    shown = json.dumps(a.to_json_dict()) + json.dumps(bad.to_json_dict()) + json.dumps(den.status())
+    with open(den.log_path, errors="replace") as f:
+        shown += f.read()
+    assert SECRET not in shown and "proxy" in shown
+
+
+def test_bad_values_are_rejected_before_any_browser_work(den, optsite):
+    cases = {"block": (["imgs"], "job.block[0]: unknown resource type 'imgs'"),
+             "viewport": ({"width": 0, "height": 10}, "job.viewport.width: 0"),
+             "timezone": ("Mars/Olympus", "job.timezone"),
+             "proxy": ("http//nope", "job.proxy")}
+    for name, (value, message) in cases.items():
+        a = submit(den, optsite.url("/echo?never"), **{name: value})
+        assert (a.status, a.error.code, a.attempts) == ("rejected", "bad_input", 0), a
+        assert a.error.message.startswith(message), a.error.message
+    assert not optsite.requests_to("/echo?never")
+
+
+@pytest.mark.firefox
+def test_a_proxy_the_egress_policy_refuses_is_blocked(optsite):
+    """allow_private = false: a job's proxy is judged like its target, by literal address and by name."""
+    proxy = ForwardProxy()
+    daemon, d = start_daemon({**ENGINES["firefox"], "jobs": {"timeout_s": 15.0, "allow_private": False}})
+    try:
+        with daemon.client(timeout=60) as c:
+            literal = c.submit("http://example.invalid/", proxy=f"http://127.0.0.1:{proxy.port}")
+            named = c.submit("http://example.invalid/", proxy=f"http://127.1:{proxy.port}")  # inet_aton reads 127.1 as 127.0.0.1
+    finally:
+        stop_daemon(daemon, d)
+        proxy.close()
+    assert (literal.status, literal.error.code, literal.attempts) == ("rejected", "blocked_target", 0), literal
+    assert "job.proxy" in literal.error.message
+    # A name only a lookup can judge goes to the browser, whose guard resolves and refuses it.
+    assert (named.status, named.error.code) == ("failed", "blocked_target"), named
+    assert "job.proxy" in named.error.message and not proxy.seen
