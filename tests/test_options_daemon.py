@@ -177,3 +177,38 @@ def test_a_proxy_the_egress_policy_refuses_is_blocked(optsite):
     # A name only a lookup can judge goes to the browser, whose guard resolves and refuses it.
     assert (named.status, named.error.code) == ("failed", "blocked_target"), named
     assert "job.proxy" in named.error.message and not proxy.seen
+
+
+def test_cli_submit_flags_and_batch_keys(den, optsite, tmp_path, capsys):
+    from foxden import cli
+
+    html, shot, pdf = tmp_path / "page.html", tmp_path / "shot.png", tmp_path / "page.pdf"
+    args = ["submit", "-c", den.config_path, optsite.url(f"/tall?cli={den.engine}"), "--header", "X-Cli: yes",
+            "--cookie", "c=1", "--cookie", "d=2", "--user-agent", "CliAgent", "--viewport", "300x200",
+            "--screenshot", str(shot), "--full-page", "--html", str(html), "--block", "image", "--wait-until",
+            "domcontentloaded", "--json"]
+    if den.engine == "chromium":
+        args += ["--pdf", str(pdf)]
+    assert cli.main(args) == 0, capsys.readouterr()
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "ok" and doc["result"]["response_headers"]["x-foxden-test"] == "Yes"
+    assert "id=\"tall\"" in html.read_text() and doc["result"]["html"] == html.read_text()
+    assert png_size(shot.read_bytes()) == (300, 3080)
+    assert pdf.read_bytes().startswith(b"%PDF-") if den.engine == "chromium" else not pdf.exists()
+    (_, seen), = optsite.requests_to(f"/tall?cli={den.engine}")
+    assert (seen["x-cli"], seen["user-agent"], sorted(seen["cookie"].split("; "))) == ("yes", "CliAgent", ["c=1", "d=2"])
+    lines = [{"url": optsite.url(f"/echo?batch={den.engine}"), "id": "good", "headers": {"X-Batch": "1"},
+              "block": ["image"], "locale": "fr"},
+             {"url": optsite.url("/echo?never"), "id": "typed", "block": "image"},
+             {"url": optsite.url("/echo?never"), "id": "valued", "timezone": "Nowhere/Land"}]
+    batch = tmp_path / "jobs.jsonl"
+    batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli.main(["batch", "-c", den.config_path, str(batch)]) == 1
+    out = {d["id"]: d for d in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert out["good"]["status"] == "ok"
+    assert (out["typed"]["error"]["code"], out["valued"]["error"]["code"]) == ("bad_input", "bad_input")
+    assert "job.block: expected a list" in out["typed"]["error"]["message"]
+    assert out["valued"]["error"]["message"].startswith("job.timezone: 'Nowhere/Land'")
+    (_, seen), = optsite.requests_to(f"/echo?batch={den.engine}")
+    assert seen["x-batch"] == "1" and seen["accept-language"].startswith("fr")
+    assert not optsite.requests_to("/echo?never")
