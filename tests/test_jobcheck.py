@@ -251,3 +251,14 @@ def test_options_on_the_wire_round_trip():
     again = wire.decode_body(wire.encode(wire.Submit(1, req))[4:]).job
     assert again == req
     assert msgpack.unpackb(wire.encode(wire.Submit(1, wire.JobRequest(url="u")))[4:])["job"] == {"url": "u"}
+
+
+def test_html_and_pdf_count_toward_the_result_cap():
+    from foxden.drivers import results
+
+    for extra in ({"html": "x" * 5000}, {"pdf": b"%PDF-" + b"x" * 5000}):
+        outcome = results.page_outcome(final_url="u", http_status=200, title="t", content_length=1, value=None,
+                                       screenshot=None, **extra)
+        capped = results.capped(outcome, 4096)
+        assert (capped.status, capped.error.code) == ("failed", "result_too_large"), extra
+        assert results.capped(outcome, 1 << 20) is outcome
