@@ -26,9 +26,10 @@ ENGINES = {
 def start_daemon(overrides: dict) -> tuple[DaemonProcess, str]:
     d = tempfile.mkdtemp(prefix="fx", dir="/tmp")
     cfg = merged({"jobs": {"timeout_s": 15.0}, "daemon": {"log_level": "debug"}, **overrides})
+    cfg["pool"]["launch_timeout_s"] = 90.0  # a busy CI box can take long to start Firefox
     cfg["daemon"].setdefault("state_dir", os.path.join(d, "state"))
     daemon = DaemonProcess(write_config(os.path.join(d, "foxden.toml"), cfg), log_path=os.path.join(d, "daemon.log"))
-    return daemon.start(), d
+    return daemon.start(timeout=240), d
 
 
 def stop_daemon(daemon: DaemonProcess, d: str) -> None:
