@@ -213,3 +213,17 @@ def test_cli_submit_flags_and_batch_keys(den, optsite, tmp_path, capsys):
     (_, seen), = optsite.requests_to(f"/echo?batch={den.engine}")
     assert seen["x-batch"] == "1" and seen["accept-language"].startswith("fr")
     assert not optsite.requests_to("/echo?never")
+
+
+def test_a_session_keeps_the_identity_it_started_with(den, optsite):
+    first = f"/echo?session=1-{den.engine}"
+    ok(submit(den, optsite.url(first), session=f"S-{den.engine}", user_agent="FirstAgent", locale="de",
+              headers={"X-Job": "1"}))
+    r = ok(submit(den, optsite.url(f"/echo?session=2-{den.engine}"), session=f"S-{den.engine}",
+                  user_agent="SecondAgent", headers={"X-Job": "2"}, viewport={"width": 333, "height": 222},
+                  eval="[navigator.userAgent, navigator.language, innerWidth]"))
+    assert r.eval == ["FirstAgent", "de", 333]  # context options stay; the page's own apply per job
+    (_, seen), = optsite.requests_to(f"/echo?session=2-{den.engine}")
+    assert (seen["user-agent"], seen["x-job"]) == ("FirstAgent", "2")
+    with den.client(timeout=60) as c:
+        assert c.end_session(f"S-{den.engine}")
