@@ -66,10 +66,10 @@ def ok(answer):
 
 
 def test_headers_cookies_and_user_agent_as_the_server_saw_them(den, optsite):
-    r = ok(submit(den, optsite.url("/echo?case=identity"), headers={"X-Job": "one", "X-Other": "two"},
+    r = ok(submit(den, optsite.url(f"/echo?case=identity-{den.engine}"), headers={"X-Job": "one", "X-Other": "two"},
                   user_agent="FoxdenTest/1.0", cookies=[{"name": "a", "value": "1"},
                                                          {"name": "b", "value": "2", "path": "/echo"}]))
-    (_, seen), = optsite.requests_to("/echo?case=identity")
+    (_, seen), = optsite.requests_to(f"/echo?case=identity-{den.engine}")
     assert seen["x-job"] == "one" and seen["x-other"] == "two"
     assert seen["user-agent"] == "FoxdenTest/1.0"
     assert sorted(seen["cookie"].split("; ")) == ["a=1", "b=2"]
@@ -77,11 +77,11 @@ def test_headers_cookies_and_user_agent_as_the_server_saw_them(den, optsite):
 
 
 def test_locale_and_timezone_as_the_page_sees_them(den, optsite):
-    r = ok(submit(den, optsite.url("/echo?case=locale"), locale="de-CH", timezone="Asia/Tokyo",
+    r = ok(submit(den, optsite.url(f"/echo?case=locale-{den.engine}"), locale="de-CH", timezone="Asia/Tokyo",
                   eval="[navigator.language, Intl.DateTimeFormat().resolvedOptions().timeZone,"
                        " new Date(Date.UTC(2024, 0, 1)).getTimezoneOffset()]"))
     assert r.eval == ["de-CH", "Asia/Tokyo", -540]
-    (_, seen), = optsite.requests_to("/echo?case=locale")
+    (_, seen), = optsite.requests_to(f"/echo?case=locale-{den.engine}")
     assert seen["accept-language"].startswith("de-CH")
 
 
