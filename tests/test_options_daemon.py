@@ -227,3 +227,18 @@ def test_a_session_keeps_the_identity_it_started_with(den, optsite):
     assert (seen["user-agent"], seen["x-job"]) == ("FirstAgent", "2")
     with den.client(timeout=60) as c:
         assert c.end_session(f"S-{den.engine}")
+
+
+def test_the_async_client_takes_the_options(den, optsite):
+    import asyncio
+
+    from foxden import AsyncClient
+
+    async def run():
+        async with AsyncClient.from_config(den.config, timeout=60) as c:
+            return await c.submit(optsite.url(f"/echo?async={den.engine}"), headers={"X-Async": "1"}, html=True,
+                                  cookies=[{"name": "k", "value": "v"}])
+
+    r = ok(asyncio.run(run()))
+    (_, seen), = optsite.requests_to(f"/echo?async={den.engine}")
+    assert (seen["x-async"], seen["cookie"]) == ("1", "k=v") and "<p id=\"p\">echo</p>" in r.html
