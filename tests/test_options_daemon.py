@@ -27,12 +27,17 @@ def start_daemon(overrides: dict) -> tuple[DaemonProcess, str]:
     d = tempfile.mkdtemp(prefix="fx", dir="/tmp")
     cfg = merged({"jobs": {"timeout_s": 15.0}, "daemon": {"log_level": "debug"}, **overrides})
     cfg["pool"]["launch_timeout_s"] = 90.0  # a busy CI box can take long to start Firefox
+    # No job here hangs on purpose: a browser replaced for a missed heartbeat on a busy box would only
+    # leave its new profile in /tmp mid-module (the autouse leak check).
+    cfg["watchdog"]["heartbeat_timeout_s"] = 20.0
     cfg["daemon"].setdefault("state_dir", os.path.join(d, "state"))
     daemon = DaemonProcess(write_config(os.path.join(d, "foxden.toml"), cfg), log_path=os.path.join(d, "daemon.log"))
     return daemon.start(timeout=240), d
 
 
 def stop_daemon(daemon: DaemonProcess, d: str) -> None:
+    st = daemon.status()
+    print(f"{daemon.config_path}: restarts {st['restarts']}, exits {st['exits']}")
     rc = daemon.stop()
     left = daemon.leftovers()
     daemon.kill_leftovers()
