@@ -168,21 +168,30 @@ def test_bad_values_are_rejected_before_any_browser_work(den, optsite):
 
 @pytest.mark.firefox
 def test_a_proxy_the_egress_policy_refuses_is_blocked(optsite):
-    """allow_private = false: a job's proxy is judged like its target, by literal address and by name."""
-    proxy = ForwardProxy()
-    daemon, d = start_daemon({**ENGINES["firefox"], "jobs": {"timeout_s": 15.0, "allow_private": False}})
+    """allow_private = false: a job's proxy is judged like its target, by literal address and by name;
+    one the policy allows (allow_hosts) carries the job instead of the browser's egress proxy."""
+    proxy = ForwardProxy(upstream=("127.0.0.1", optsite.server.server_address[1]))
+    daemon, d = start_daemon({**ENGINES["firefox"], "jobs": {"timeout_s": 15.0, "allow_private": False,
+                                                               "allow_hosts": ["127.0.0.1"]}})
     try:
         with daemon.client(timeout=60) as c:
-            literal = c.submit("http://example.invalid/", proxy=f"http://127.0.0.1:{proxy.port}")
-            named = c.submit("http://example.invalid/", proxy=f"http://127.1:{proxy.port}")  # inet_aton reads 127.1 as 127.0.0.1
+            literal = c.submit("http://proxied.invalid/echo", proxy=f"http://127.0.0.2:{proxy.port}")
+            # inet_aton reads 127.2 as 127.0.0.2: a name to the dispatcher, an address to the guard.
+            named = c.submit("http://proxied.invalid/echo", proxy=f"http://127.2:{proxy.port}")
+            allowed = c.submit("http://proxied.invalid/echo?allowed", proxy=f"http://127.0.0.1:{proxy.port}")
     finally:
         stop_daemon(daemon, d)
         proxy.close()
     assert (literal.status, literal.error.code, literal.attempts) == ("rejected", "blocked_target", 0), literal
-    assert "job.proxy" in literal.error.message
+    assert literal.error.message.startswith("job.proxy: 127.0.0.2 is a loopback address")
     # A name only a lookup can judge goes to the browser, whose guard resolves and refuses it.
     assert (named.status, named.error.code) == ("failed", "blocked_target"), named
-    assert "job.proxy" in named.error.message and not proxy.seen
+    assert "job.proxy" in named.error.message and "127.0.0.2" in named.error.message
+    assert ok(allowed).title == "echo" and ok(allowed).response_headers.get("x-via-test-proxy") == "1"
+    # Only the allowed job's requests (its page, perhaps its favicon) reached the proxy.
+    assert "http://proxied.invalid/echo?allowed" in [u for u, _ in proxy.seen]
+    assert all(u.startswith("http://proxied.invalid/") and "echo" not in u.replace("echo?allowed", "")
+               for u, _ in proxy.seen), proxy.seen
 
 
 def test_cli_submit_flags_and_batch_keys(den, optsite, tmp_path, capsys):
