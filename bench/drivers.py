@@ -23,6 +23,7 @@ closed; Crawlee: the request is marked handled, after its page closed).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -62,6 +63,7 @@ def run_foxden(spec: dict) -> None:
 
     n = spec["concurrency"]
     client = Client(spec["socket"], timeout=spec["timeout_s"] * 4)
+    options = {"block": spec["block"]} if spec.get("block") else {}
 
     def batch(urls: list[str], concurrency: int) -> dict:
         sent: dict[int, float] = {}
@@ -72,7 +74,7 @@ def run_foxden(spec: dict) -> None:
 
         def requests():
             for i, url in enumerate(urls):
-                req = job_request(url, eval=EXPR, timeout_s=spec["timeout_s"])
+                req = job_request(url, eval=EXPR, timeout_s=spec["timeout_s"], **options)
                 sent[i] = time.perf_counter()  # submit_many sends right after taking it
                 yield req
 
@@ -105,12 +107,21 @@ def run_foxden(spec: dict) -> None:
 
 # --- the hand-written asyncio Playwright pool ----------------------------------------
 
+async def _abort_blocked(block: frozenset, route) -> None:
+    """A baseline's blocking, as a scraper writes it: abort the request of a blocked type, let the rest go on."""
+    if route.request.resource_type in block:
+        await route.abort()
+    else:
+        await route.continue_()
+
+
 async def run_pwpool(spec: dict) -> None:
     """N browsers, a queue of free ones, one new context + page per job, closed after."""
     from playwright.async_api import async_playwright
 
     n = spec["concurrency"]
     timeout_ms = spec["timeout_s"] * 1000
+    block = frozenset(spec.get("block") or ())
     t = time.perf_counter()
     pw = await async_playwright().start()
     browsers = [await pw.chromium.launch(executable_path=spec["executable_path"], args=spec["args"], headless=True)
@@ -125,6 +136,8 @@ async def run_pwpool(spec: dict) -> None:
         try:
             context = await browser.new_context()
             try:
+                if block:
+                    await context.route("**/*", functools.partial(_abort_blocked, block))
                 page = await context.new_page()
                 await page.goto(url, wait_until="load", timeout=timeout_ms)
                 value = await page.evaluate(EXPR)
@@ -225,6 +238,12 @@ async def run_crawlee(spec: dict) -> None:
     values: dict[str, object] = {}
     errors: dict[str, str] = {}
     state = {"want": set(), "event": asyncio.Event()}
+
+    block = frozenset(spec.get("block") or ())
+    if block:
+        @crawler.pre_navigation_hook
+        async def blocking(context) -> None:
+            await context.page.route("**/*", functools.partial(_abort_blocked, block))
 
     @crawler.router.default_handler
     async def handler(context: PlaywrightCrawlingContext) -> None:

@@ -232,6 +232,8 @@ class Bench:
             s["socket"] = str(self.daemon.config.daemon.socket)
         if driver == "crawlee" and a.crawlee_pages_per_browser:
             s["pages_per_browser"] = a.crawlee_pages_per_browser
+        if a.block:
+            s["block"] = list(a.block)
         os.makedirs(s["tmpdir"], exist_ok=True)
         return s
 
@@ -471,7 +473,8 @@ class Bench:
             "config": {"jobs": len(self.jobs), "concurrency": a.concurrency, "repeats": a.repeats, "drivers": drivers,
                        "mix": MIX, "probe_jobs": a.probe_jobs, "seed": a.seed, "timeout_s": a.timeout_s,
                        "crawlee_pages_per_browser": a.crawlee_pages_per_browser or "default (20)",
-                       "foxden_driver": a.foxden_driver, "chromium_args": self.chromium_args},
+                       "foxden_driver": a.foxden_driver, "chromium_args": self.chromium_args,
+                       "block": list(a.block or ())},
             "drivers": {d: DESCRIPTIONS[d] for d in drivers},
             "versions": measure.versions(a.executable_path),
             "foxden_daemon_startup_s": round(getattr(self, "daemon_startup_s", 0.0), 2) or None,
@@ -617,6 +620,10 @@ def parse_args(argv=None):
     p.add_argument("--foxden-driver", default="auto", choices=("auto", "cdp", "playwright"),
                    help="foxden's [pool] driver (auto = its own CDP connection; playwright = a Playwright driver "
                         "per browser, the design before the CDP driver)")
+    p.add_argument("--block", action="append", metavar="TYPE",
+                   choices=("image", "media", "font", "stylesheet", "script", "xhr", "fetch", "websocket", "other"),
+                   help="every driver blocks requests of this resource type (repeatable): foxden by the job's "
+                        "`block` option, the baselines by routing, as a scraper would (default: block nothing)")
     p.add_argument("--json-only", action="store_true", help="only the JSON lines, no table on stderr")
     p.add_argument("--smoke", action="store_true",
                    help="about a minute: 8 jobs, concurrency 2, 1 repeat, 5 probe rounds")

@@ -107,7 +107,8 @@ class AsyncClient:
     # --- requests ------------------------------------------------------------
 
     async def submit(self, url: str, **job) -> wire.Answer:
-        """Run one job and wait for its answer."""
+        """Run one job and wait for its answer; `job` takes JobRequest's fields, page options included
+        (headers={...}, block=[...], proxy="http://user:pass@host:port", html=True, ...: docs/protocol.md)."""
         return await self._submit(job_request(url, **job))
 
     async def submit_many(self, requests: Iterable[wire.JobRequest] | AsyncIterable[wire.JobRequest],

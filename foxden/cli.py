@@ -10,6 +10,7 @@ import sys
 import time
 
 from foxden.config import ConfigError, load_config
+from foxden.protocols import wire
 from foxden.protocols.errors import ErrorCode
 
 # Exit codes scripts can rely on.
@@ -136,25 +137,72 @@ def _print_answer(answer, as_json: bool) -> None:
 
 
 def cmd_submit(args) -> int:
+    if (args.full_page or args.screenshot_selector) and not args.screenshot:
+        print("foxden: --full-page and --screenshot-selector need --screenshot FILE", file=sys.stderr)
+        return EXIT_USAGE
     config = _config(args)
     from foxden.client import ClientError
 
     job = {"eval": args.eval, "wait_for": args.wait_for, "timeout_s": args.timeout, "session": args.session,
-           "new_session": args.new_session, "screenshot": bool(args.screenshot), "id": args.id}
+           "new_session": args.new_session, "screenshot": bool(args.screenshot), "id": args.id, **_option_fields(args)}
     with _client(config) as client:
         try:
             answer = client.submit(args.url, **job)
         except (ClientError, ValueError, TypeError) as exc:
             print(f"foxden: {exc}", file=sys.stderr)
             return EXIT_UNAVAILABLE if isinstance(exc, ClientError) else EXIT_USAGE
-    if args.screenshot and answer.result is not None and answer.result.screenshot:
-        with open(args.screenshot, "wb") as f:
-            f.write(answer.result.screenshot)
+    _write_outputs(args, answer.result)
     _print_answer(answer, args.json)
     return EXIT_OK if answer.status == "ok" else EXIT_JOB
 
 
-BATCH_KEYS = {"url", "eval", "timeout_s", "session", "id", "wait_for", "new_session", "screenshot"}
+def _option_fields(args) -> dict:
+    """The job's page options (#14) from submit's flags; only those given, so defaults stay off the wire."""
+    given = {"wait_until": args.wait_until, "wait_for_function": args.wait_for_function,
+             "headers": dict(args.header) if args.header else None, "user_agent": args.user_agent,
+             "locale": args.locale, "timezone": args.timezone, "viewport": args.viewport,
+             "cookies": [{"name": n, "value": v} for n, v in args.cookie] if args.cookie else None,
+             "block": args.block, "proxy": args.proxy, "html": bool(args.html), "full_page": args.full_page,
+             "screenshot_selector": args.screenshot_selector, "pdf": bool(args.pdf)}
+    return {k: v for k, v in given.items() if v not in (None, False)}
+
+
+def _write_outputs(args, result) -> None:
+    """Screenshot, HTML and PDF go to the files their flags name, never into the printed answer."""
+    if result is None:
+        return
+    for path, data in ((args.screenshot, result.screenshot), (args.pdf, result.pdf),
+                       (args.html, None if result.html is None else result.html.encode("utf-8"))):
+        if path and data is not None:
+            with open(path, "wb") as f:
+                f.write(data)
+
+
+def _header_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected \"Name: value\", got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _cookie_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    return name.strip(), value
+
+
+def _viewport_arg(text: str) -> dict:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1366x768, got {text!r}")
+    return {"width": int(width), "height": int(height)}
+
+
+# A batch line takes the wire's names (docs/protocol.md): every field of a job.
+BATCH_KEYS = {"url", "eval", "timeout_s", "session", "id", "wait_for", "new_session", "screenshot",
+              "wait_until", "wait_for_function", "headers", "user_agent", "locale", "timezone", "viewport", "cookies",
+              "block", "proxy", "html", "full_page", "screenshot_selector", "pdf"}
 
 
 def _batch_requests(path: str, bad: list):
@@ -171,11 +219,16 @@ def _batch_requests(path: str, bad: list):
                 unknown = set(spec) - BATCH_KEYS
                 if unknown:
                     raise ValueError(f"unknown key(s) {sorted(unknown)}")
-                yield job_request(**spec)
-            except (ValueError, TypeError) as exc:
+                yield _checked(job_request(**spec))
+            except (ValueError, TypeError, wire.ProtocolError) as exc:
                 bad.append({"id": spec.get("id") if isinstance(spec, dict) else None, "line": n,
                             "status": "rejected", "error": {"code": ErrorCode.BAD_INPUT.value, "message": f"line {n}: {exc}"},
                             "result": None, "attempts": 0, "browser": None, "elapsed_ms": 0})
+
+
+def _checked(req):
+    """`req` as the daemon will decode it: a line with a wrong type is a bad line, not the end of the batch."""
+    return wire.decode_body(wire.encode(wire.Submit(0, req))[4:]).job
 
 
 def cmd_batch(args) -> int:
@@ -382,6 +435,30 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _add_option_flags(s) -> None:
+    """submit's page options (#14); docs/protocol.md has the same list under the wire names."""
+    o = s.add_argument_group("page options (docs/protocol.md lists them under their wire names)")
+    o.add_argument("--wait-until", choices=("load", "domcontentloaded", "networkidle", "commit"),
+                   help="when navigation counts as done (default: load)")
+    o.add_argument("--wait-for-function", metavar="JS", help="then wait until this JavaScript expression is truthy")
+    o.add_argument("--header", action="append", type=_header_arg, metavar="'NAME: VALUE'",
+                   help="extra request header (repeatable)")
+    o.add_argument("--user-agent", metavar="UA", help="the User-Agent the page and servers see")
+    o.add_argument("--locale", metavar="TAG", help="BCP 47 tag: navigator.language and Accept-Language, e.g. de-CH")
+    o.add_argument("--timezone", metavar="ZONE", help="IANA time zone the page sees, e.g. Europe/Berlin")
+    o.add_argument("--viewport", type=_viewport_arg, metavar="WxH", help="viewport in CSS pixels, e.g. 1366x768")
+    o.add_argument("--cookie", action="append", type=_cookie_arg, metavar="NAME=VALUE",
+                   help="cookie set before navigation, scoped to the URL (repeatable)")
+    o.add_argument("--block", action="append", metavar="TYPE|GLOB",
+                   help="never fetch this resource type (image, media, font, stylesheet, script, xhr, fetch, "
+                        "websocket, other) or URLs matching this glob, e.g. '*.woff2' (repeatable)")
+    o.add_argument("--proxy", metavar="URL", help="this job's proxy: http://, https:// or socks5://[user:pass@]host:port")
+    o.add_argument("--html", metavar="FILE", help="write the serialized DOM after the waits to FILE")
+    o.add_argument("--full-page", action="store_true", help="with --screenshot: the whole page, not the viewport")
+    o.add_argument("--screenshot-selector", metavar="SEL", help="with --screenshot: only this element")
+    o.add_argument("--pdf", metavar="FILE", help="write the page as PDF to FILE (Chromium only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="foxden", description="A supervised den of headless browsers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -405,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--new-session", action="store_true", help="start the session afresh")
     s.add_argument("--id", help="label for the answer")
     s.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    _add_option_flags(s)
     s.set_defaults(fn=cmd_submit)
 
     b = with_config(sub.add_parser("batch", help="run one job per JSONL line; one result line per job"))

@@ -127,7 +127,8 @@ class Client:
     # --- requests ------------------------------------------------------------
 
     def submit(self, url: str, **job) -> wire.Answer:
-        """Run one job and wait for its answer."""
+        """Run one job and wait for its answer; `job` takes JobRequest's fields, page options included
+        (headers={...}, block=[...], proxy="http://user:pass@host:port", html=True, ...: docs/protocol.md)."""
         for _, _, answer in self.submit_many([job_request(url, **job)], concurrency=1):
             return answer
         raise ClientError("no answer")  # pragma: no cover - submit_many always yields

@@ -267,7 +267,7 @@ class Daemon:
         if role == "leader":
             self._init("cluster", InitCluster(self.config, a["dispatcher"], a.get("supervisor"),
                                               f"{self.config.cluster.bind}:{self.port}"))
-        self._init("dispatcher", InitDispatcher(self.config, pools))
+        self._init("dispatcher", InitDispatcher(self.config, pools, choice.name))
         self._init("admin", InitAdmin(self.config, self.instance, pools, a["dispatcher"]))
         reply = self._init("gateway", InitGateway(self.config, self.instance, a["dispatcher"], a["admin"],
                                                    a.get("supervisor")))

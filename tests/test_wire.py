@@ -141,7 +141,8 @@ def test_answer_json_dict():
     assert OK_ANSWER.to_json_dict() == {
         "id": "job-1", "status": "ok", "error": None,
         "result": {"final_url": "https://example.com/", "http_status": 200, "title": "Example",
-                   "content_length": 1256, "eval": {"n": [1, 2.5, None, True, "x"]}, "blocked": []},
+                   "content_length": 1256, "eval": {"n": [1, 2.5, None, True, "x"]}, "blocked": [],
+                   "html": None, "response_headers": None},
         "attempts": 1, "browser": "b1", "elapsed_ms": 812.5,
     }
     assert FAILED_ANSWER.to_json_dict()["error"] == {"code": "navigation", "message": "net::ERR_NAME_NOT_RESOLVED"}

@@ -14,7 +14,7 @@ from thespian.actors import WakeupMessage
 
 from foxden import logs
 from foxden.actors.base import FoxdenActor, OnFailure, fault_point
-from foxden.protocols import wire
+from foxden.protocols import jobcheck, wire
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     Assign,
@@ -90,6 +90,7 @@ class DispatcherActor(FoxdenActor):
         super().__init__(*args, **kwargs)
         self.config = None
         self.supervisor = None
+        self.engine = ""
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
         self.running: dict[str, str] = {}
@@ -128,7 +129,7 @@ class DispatcherActor(FoxdenActor):
         self.random = random.Random()
 
     def receiveMsg_InitDispatcher(self, msg: InitDispatcher, sender) -> None:
-        self.config, self.supervisor = msg.config, msg.supervisor
+        self.config, self.supervisor, self.engine = msg.config, msg.supervisor, msg.engine
         self.elastic = self.config.pool.min != self.config.pool.max
         self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
         self.send(sender, Initialized("dispatcher", os.getpid()))
@@ -187,6 +188,9 @@ class DispatcherActor(FoxdenActor):
                     f"{len(self.session_used)} sessions are open ([sessions] max = {most}); end one "
                     "(end_session) or let one expire ([sessions] idle_s)"))
         bad = check_url(req.url, self.config.jobs)
+        if bad is not None:
+            return "rejected", bad
+        bad = jobcheck.refusal(req, self.engine, self.config.jobs)  # the page options (#14)
         if bad is not None:
             return "rejected", bad
         if self.pool_error is not None:
@@ -259,6 +263,7 @@ class DispatcherActor(FoxdenActor):
             key=job.key, id=req.id or job.key, url=req.url, eval=req.eval, wait_for=req.wait_for,
             timeout_s=timeout, session=req.session, new_session=req.new_session and len(job.tries) == 1,
             screenshot=req.screenshot, answer_to=self.myAddress, end_session=job.end,
+            options=jobcheck.options_of(req),
         )
         self.send(self.supervisor, Assign(browser, spec, budget))
 

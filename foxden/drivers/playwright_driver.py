@@ -1,12 +1,13 @@
 """A browser driven through Playwright's sync API: Firefox (BiDi), Camoufox (Juggler), or Chromium on request."""
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 
 from foxden import procs
-from foxden.drivers import results
+from foxden.drivers import pwoptions, results
 from foxden.drivers.base import BrowserDied, Driver
 from foxden.protocols.messages import JobSpec, Outcome
 
@@ -120,44 +121,76 @@ class PlaywrightDriver(Driver):
 
         page = None
         context = None
-        step = "context"
+        progress = ["context"]  # the step under way, for the error's code and message
         try:
             context = self._context_for(job)
-            step = "page"
-            page = context.new_page()
-            step = "navigate"
-            response = page.goto(job.url, timeout=remaining_ms(), wait_until="load")
-            if job.wait_for:
-                step = "wait_for"
-                page.wait_for_selector(job.wait_for, timeout=remaining_ms())
-            value = None
-            if job.eval:
-                step = "eval"
-                # No timeout here on purpose: an expression that never settles is
-                # ended by the watchdog killing this browser.
-                value = page.evaluate(job.eval)
-            shot = None
-            if job.screenshot:
-                step = "screenshot"
-                shot = page.screenshot(timeout=remaining_ms(), full_page=False)
-            step = "result"
-            # One round trip for both facts: each extra call to the driver
-            # costs ~1-2 ms of IPC per job (measured with py-spy).
-            title, length = _summary(page.evaluate(_SUMMARY_JS))
-            return results.page_outcome(final_url=page.url, http_status=response.status if response else None,
-                                        title=title, content_length=length, value=value, screenshot=shot)
+            progress[0] = "page"
+            page = self._page_for(context, job)
+            return self._attempt(page, job, remaining_ms, progress)
         except PWTimeout as exc:
-            return results.timed_out(step, exc)
+            return results.timed_out(progress[0], exc)
         except PWError as exc:
             if not self.alive():
-                raise BrowserDied(f"browser died during {step}: {results.first_line(exc)}") from None
-            return results.failed(step, exc)
+                raise BrowserDied(f"browser died during {progress[0]}: {results.first_line(exc)}") from None
+            return results.failed(progress[0], exc)
         finally:
             self._release(page, context, job)
 
+    def _attempt(self, page, job: JobSpec, remaining_ms, progress: list) -> Outcome:
+        """Navigate, wait, evaluate and collect the outputs the job asked for; progress[0] names the step."""
+        options = job.options
+        progress[0] = "navigate"
+        response = page.goto(job.url, timeout=remaining_ms(), wait_until=options.wait_until.value)
+        if job.wait_for:
+            progress[0] = "wait_for"
+            page.wait_for_selector(job.wait_for, timeout=remaining_ms())
+        if options.wait_for_function:
+            progress[0] = "wait_for_function"
+            page.wait_for_function(options.wait_for_function, timeout=remaining_ms())
+        value = None
+        if job.eval:
+            progress[0] = "eval"
+            # No timeout here on purpose: an expression that never settles is
+            # ended by the watchdog killing this browser.
+            value = page.evaluate(job.eval)
+        shot = None
+        if job.screenshot:
+            progress[0] = "screenshot"
+            shot = _screenshot(page, options, remaining_ms())
+        html = pdf = None
+        if options.html:
+            progress[0] = "html"
+            html = page.content()
+        if options.pdf:
+            progress[0] = "pdf"
+            pdf = page.pdf()
+        progress[0] = "result"
+        # One round trip for both facts: each extra call to the driver
+        # costs ~1-2 ms of IPC per job (measured with py-spy).
+        title, length = _summary(page.evaluate(_SUMMARY_JS))
+        return results.page_outcome(final_url=page.url, http_status=response.status if response else None,
+                                    title=title, content_length=length, value=value, screenshot=shot,
+                                    html=html, pdf=pdf, response_headers=_headers_of(response))
+
+    def _page_for(self, context, job: JobSpec):
+        """A new page of `context` with the job's cookies, blocking, and (in a session) viewport and headers."""
+        options = job.options
+        if options.cookies:
+            context.add_cookies(pwoptions.cookie_params(options.cookies, job.url))
+        page = context.new_page()
+        if job.session:
+            if options.viewport is not None:
+                page.set_viewport_size({"width": options.viewport.width, "height": options.viewport.height})
+            if options.headers:
+                page.set_extra_http_headers(dict(options.headers))
+        if options.block_types or options.block_patterns:
+            page.route("**/*", functools.partial(_route, options))
+        return page
+
     def _context_for(self, job: JobSpec):
+        kwargs = pwoptions.context_kwargs(job.options, session=bool(job.session))
         if not job.session:
-            return self._browser.new_context()
+            return self._browser.new_context(**kwargs)
         if job.new_session and job.session in self._contexts:
             old = self._contexts.pop(job.session)
             try:
@@ -166,7 +199,8 @@ class PlaywrightDriver(Driver):
                 pass
         ctx = self._contexts.get(job.session)
         if ctx is None:
-            ctx = self._contexts[job.session] = self._browser.new_context()
+            # A session's context keeps the proxy and identity of the job that opened it.
+            ctx = self._contexts[job.session] = self._browser.new_context(**kwargs)
         return ctx
 
     def _release(self, page, context, job: JobSpec) -> None:
@@ -177,6 +211,31 @@ class PlaywrightDriver(Driver):
                 page.close()  # a session's context lives on; only its page goes
         except Exception:
             pass  # a dead browser is noticed by the caller or the next heartbeat
+
+
+def _screenshot(page, options, timeout_ms: float) -> bytes:
+    if options.screenshot_selector:
+        return page.locator(options.screenshot_selector).first.screenshot(timeout=timeout_ms)
+    return page.screenshot(timeout=timeout_ms, full_page=options.full_page)
+
+
+def _headers_of(response) -> dict | None:
+    """The main document's response headers, names in lower case (None without a response)."""
+    if response is None:
+        return None
+    return {name.lower(): value for name, value in response.headers.items()}
+
+
+def _route(options, route) -> None:
+    """Abort a request the job blocks (it never leaves the browser), let the others go on."""
+    request = route.request
+    try:
+        if pwoptions.blocks(options, request.url, request.resource_type):
+            route.abort("blockedbyclient")
+        else:
+            route.fallback()
+    except Exception:
+        pass  # the page or its browser went away mid-request: the job's own steps notice
 
 
 def _summary(value) -> tuple[str, int]:

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import socket
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from foxden.drivers.base import Driver
-from foxden.egress.policy import EgressPolicy
+from foxden.egress.policy import EgressPolicy, judge_address, judge_name
 from foxden.egress.proxy import EgressProxy, Refusal
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import JobSpec, Outcome
+from foxden.protocols.options import Proxy
 
-__all__ = ["GuardedDriver", "with_refusals"]
+__all__ = ["GuardedDriver", "proxy_refused", "with_refusals"]
 
 
 class GuardedDriver(Driver):
@@ -21,6 +25,7 @@ class GuardedDriver(Driver):
 
     def __init__(self, make_driver: Callable[[str], Driver], policy: EgressPolicy):
         super().__init__()
+        self._policy = policy
         self._proxy = EgressProxy(policy)
         try:
             self._driver = make_driver(self._proxy.start())
@@ -46,6 +51,9 @@ class GuardedDriver(Driver):
         return self._driver.sessions()
 
     def run(self, job: JobSpec, budget_s: float) -> Outcome:
+        refused = proxy_refused(job.options.proxy, self._policy)
+        if refused is not None:
+            return refused
         self._proxy.begin_job()
         outcome = self._driver.run(job, budget_s)
         return with_refusals(outcome, self._proxy.refusals(), job.url)
@@ -55,6 +63,30 @@ class GuardedDriver(Driver):
             self._driver.close(timeout_s)
         finally:
             self._proxy.stop()
+
+
+def proxy_refused(proxy: Proxy | None, policy: EgressPolicy, resolve=socket.getaddrinfo) -> Outcome | None:
+    """A "failed" blocked_target Outcome when a job's own proxy is a host the policy refuses, else None.
+
+    A job's context sends its traffic to its proxy instead of this browser's
+    egress proxy, so the proxy's host is judged here, on every address its
+    name resolves to, the way the egress proxy judges a target."""
+    if proxy is None:
+        return None
+    host = urlsplit(proxy.server).hostname or ""
+    verdict = judge_name(host, policy)
+    if verdict is None or verdict.allowed:
+        try:
+            addresses = {ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in resolve(host, None)}
+        except (OSError, ValueError) as exc:
+            return Outcome("failed", error=ErrorCode.NAVIGATION_FAILED.error(
+                f"job.proxy: cannot resolve the proxy's host {host}: {exc}"))
+        verdicts = [judge_address(host, a, policy) for a in sorted(addresses, key=str)]
+        verdict = next((v for v in verdicts if not v.allowed), None)
+    if verdict is None or verdict.allowed:
+        return None
+    return Outcome("failed", error=ErrorCode.BLOCKED_TARGET.error(
+        f"job.proxy: the proxy {proxy.server} was not used: {verdict}, refused by the egress policy"))
 
 
 def with_refusals(outcome: Outcome, refused: Sequence[Refusal], url: str) -> Outcome:

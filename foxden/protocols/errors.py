@@ -68,6 +68,8 @@ class ErrorCode(str, enum.Enum):
                       "a loopback or private address, refused by `[jobs] allow_private = false`")
     BAD_INPUT = ("bad_input", _C, _A,
                  "a job option out of bounds (e.g. `timeout_s` above `[jobs] max_timeout_s`), or a bad batch line")
+    UNSUPPORTED_OPTION = ("unsupported_option", _C, _A,
+                          "the daemon's engine cannot do a job option (e.g. `pdf` on Firefox); the message names both")
     QUEUE_FULL = ("queue_full", _B, _A, "`[jobs] max_queue` jobs already wait; retry later")
     TOO_MANY_SESSIONS = ("too_many_sessions", _B, _A, "`[sessions] max` sessions are live; end one or retry later")
     SHUTTING_DOWN = ("shutting_down", _D, _A, "the daemon is stopping; the job did not run, or did not finish")

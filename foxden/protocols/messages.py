@@ -67,10 +67,11 @@ class InitSupervisor:
 
 @dataclass(frozen=True)
 class InitDispatcher:
-    """Daemon -> dispatcher: configuration and the supervisor's address."""
+    """Daemon -> dispatcher: configuration, the supervisor's address and the resolved engine's name."""
 
     config: Any
     supervisor: Any
+    engine: str = ""  # "chromium", "firefox", "camoufox": decides unsupported_option ("" = judge nothing)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ _MAX_RID = (1 << 63) - 1
 _MAX_URL = 8192
 _MAX_NAME = 256
 _MAX_SHOWN = 60
+_MAX_OPTION_ITEMS = 100  # headers, cookies, block entries of one job
 
 
 class ProtocolError(Exception):
@@ -78,7 +79,9 @@ class JobRequest:
 
     `id` labels the answer (the daemon makes one up when absent); `session`
     names a browser context kept between jobs, `new_session` starts it afresh;
-    `timeout_s` overrides the daemon's per-job timeout."""
+    `timeout_s` overrides the daemon's per-job timeout. The page options
+    after `screenshot` (issue #14, docs/protocol.md) are checked for their
+    types here and for their values by foxden.protocols.jobcheck."""
 
     url: str
     id: str | None = None
@@ -88,6 +91,21 @@ class JobRequest:
     session: str | None = None
     new_session: bool = False
     screenshot: bool = False
+    wait_until: str | None = None  # load (default) | domcontentloaded | networkidle | commit
+    wait_for_function: str | None = None  # a JavaScript expression the job waits to be truthy
+    headers: dict | None = None  # extra request headers, name -> value
+    user_agent: str | None = None
+    locale: str | None = None  # a BCP 47 tag: navigator.language and Accept-Language
+    timezone: str | None = None  # an IANA name
+    viewport: dict | None = None  # {width, height}
+    cookies: tuple | None = None  # [{name, value, domain?, path?, url?, secure?, http_only?, same_site?, expires?}]
+    block: tuple | None = None  # resource types and/or URL globs
+    # {server, username?, password?} or a URL string; never in a repr (it may carry credentials)
+    proxy: Any = dataclasses.field(default=None, repr=False)
+    html: bool = False  # result.html: the serialized DOM after the waits
+    full_page: bool = False  # the screenshot covers the whole page
+    screenshot_selector: str | None = None  # the screenshot covers this element
+    pdf: bool = False  # result.pdf (Chromium only)
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,7 @@ class Answer:
     elapsed_ms: float
 
     def to_json_dict(self) -> dict:
-        """The answer as `--json` prints it; screenshot bytes are left out (they are not JSON)."""
+        """The answer as `--json` prints it; screenshot and pdf bytes are left out (they are not JSON)."""
         r = self.result
         return {
             "id": self.id,
@@ -153,6 +171,8 @@ class Answer:
                 "content_length": r.content_length,
                 "eval": r.eval,
                 "blocked": list(r.blocked),
+                "html": r.html,
+                "response_headers": r.response_headers,
             },
             "attempts": self.attempts,
             "browser": self.browser,
@@ -381,6 +401,59 @@ def _anything(value: Any, path: str) -> Any:
     return value
 
 
+def _text_map(max_items: int) -> _Check:
+    expected = f"a map of at most {max_items} string keys to string values"
+
+    def check(value: Any, path: str) -> dict:
+        if type(value) is not dict or len(value) > max_items or not all(
+                type(k) is str and type(v) is str for k, v in value.items()):
+            raise _bad(path, expected, value)
+        return value
+    return check
+
+
+def _record(required: dict[str, _Check], optional: dict[str, _Check]) -> _Check:
+    """A map with these keys (no others), each value passing its check; kept as a plain dict."""
+    def check(value: Any, path: str) -> dict:
+        _str_map(value, path)
+        for key in value:
+            if key not in required and key not in optional:
+                raise ProtocolError(ErrorCode.BAD_FIELD, f"{path}.{key}: unknown field")
+        for key, key_check in required.items():
+            if key not in value:
+                raise ProtocolError(ErrorCode.MISSING_FIELD, f"{path}.{key}: required field is missing")
+            key_check(value[key], f"{path}.{key}")
+        for key, key_check in optional.items():
+            if value.get(key) is not None:
+                key_check(value[key], f"{path}.{key}")
+        return value
+    return check
+
+
+def _list_of(check_item: _Check, max_items: int) -> _Check:
+    def check(value: Any, path: str) -> tuple:
+        if type(value) not in (list, tuple) or len(value) > max_items:
+            raise _bad(path, f"a list of at most {max_items} items", value)
+        return tuple(check_item(item, f"{path}[{i}]") for i, item in enumerate(value))
+    return check
+
+
+_VIEWPORT_FORM = _record({"width": _int(-(1 << 31), (1 << 31) - 1), "height": _int(-(1 << 31), (1 << 31) - 1)}, {})
+_COOKIE_FORM = _record({"name": _text, "value": _text}, {
+    "domain": _text, "path": _text, "url": _text, "secure": _bool, "http_only": _bool, "same_site": _text,
+    "expires": _number(positive=False)})
+_PROXY_MAP_FORM = _record({"server": _text}, {"username": _text, "password": _text})
+
+
+def _proxy_form(value: Any, path: str) -> Any:
+    # A URL string or a {server, username?, password?} map; jobcheck reads either.
+    if type(value) is str:
+        return value
+    if type(value) is dict:
+        return _PROXY_MAP_FORM(value, path)
+    raise _bad(path, "a proxy URL string or a map {server, username?, password?}", value)
+
+
 # --- the table ---------------------------------------------------------------
 
 _MISSING = dataclasses.MISSING
@@ -459,6 +532,20 @@ _JOB = _spec(JobRequest, {
     "session": _name,
     "new_session": _bool,
     "screenshot": _bool,
+    "wait_until": _nullable(_str(1, _MAX_NAME)),
+    "wait_for_function": _opt_text,
+    "headers": _nullable(_text_map(_MAX_OPTION_ITEMS)),
+    "user_agent": _nullable(_str(0, _MAX_URL)),
+    "locale": _nullable(_str(0, _MAX_NAME)),
+    "timezone": _nullable(_str(0, _MAX_NAME)),
+    "viewport": _nullable(_VIEWPORT_FORM),
+    "cookies": _nullable(_list_of(_COOKIE_FORM, _MAX_OPTION_ITEMS)),
+    "block": _nullable(_text_list(_MAX_OPTION_ITEMS, _MAX_URL)),
+    "proxy": _nullable(_proxy_form),
+    "html": _bool,
+    "full_page": _bool,
+    "screenshot_selector": _opt_text,
+    "pdf": _bool,
 })
 _ERROR_INFO = _spec(ErrorInfo, {"code": _text, "message": _text})
 _PAGE_RESULT = _spec(PageResult, {
