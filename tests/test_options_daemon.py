@@ -16,10 +16,11 @@ from optsite import ForwardProxy, OptSite, png_size
 pytestmark = pytest.mark.browser
 
 SECRET = "pw-Zq81-never-logged"
-# Playwright's own driver drives Chromium here; the CDP driver's run of these tests is the lead's at merge.
+# Chromium twice: on foxden's own CDP driver (the default) and on Playwright's (`[pool] driver`).
 ENGINES = {
     "firefox": {"pool": {"engine": "firefox", "size": 1}},
-    "chromium": {"pool": {"engine": "chromium", "driver": "playwright", "size": 1}},
+    "chromium": {"pool": {"engine": "chromium", "driver": "cdp", "size": 1}},
+    "pwchromium": {"pool": {"engine": "chromium", "driver": "playwright", "size": 1}},
 }
 
 
@@ -52,7 +53,7 @@ def optsite():
     s.close()
 
 
-@pytest.fixture(scope="module", params=[pytest.param("firefox", marks=pytest.mark.firefox), "chromium"])
+@pytest.fixture(scope="module", params=[pytest.param("firefox", marks=pytest.mark.firefox), "chromium", "pwchromium"])
 def den(request):
     daemon, d = start_daemon(ENGINES[request.param])
     daemon.engine = request.param
@@ -126,7 +127,7 @@ def test_html_and_screenshots_full_page_and_selector(den, optsite):
 
 def test_pdf_on_chromium_unsupported_option_elsewhere(den, optsite):
     a = submit(den, optsite.url("/echo?pdf"), pdf=True)
-    if den.engine == "chromium":
+    if den.engine != "firefox":
         assert ok(a).pdf.startswith(b"%PDF-")
     else:
         assert (a.status, a.error.code, a.attempts) == ("rejected", "unsupported_option", 0)
@@ -202,14 +203,14 @@ def test_cli_submit_flags_and_batch_keys(den, optsite, tmp_path, capsys):
             "--cookie", "c=1", "--cookie", "d=2", "--user-agent", "CliAgent", "--viewport", "300x200",
             "--screenshot", str(shot), "--full-page", "--html", str(html), "--block", "image", "--wait-until",
             "domcontentloaded", "--json"]
-    if den.engine == "chromium":
+    if den.engine != "firefox":
         args += ["--pdf", str(pdf)]
     assert cli.main(args) == 0, capsys.readouterr()
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"] == "ok" and doc["result"]["response_headers"]["x-foxden-test"] == "Yes"
     assert "id=\"tall\"" in html.read_text() and doc["result"]["html"] == html.read_text()
     assert png_size(shot.read_bytes()) == (300, 3080)
-    assert pdf.read_bytes().startswith(b"%PDF-") if den.engine == "chromium" else not pdf.exists()
+    assert pdf.read_bytes().startswith(b"%PDF-") if den.engine != "firefox" else not pdf.exists()
     (_, seen), = optsite.requests_to(f"/tall?cli={den.engine}")
     assert (seen["x-cli"], seen["user-agent"], sorted(seen["cookie"].split("; "))) == ("yes", "CliAgent", ["c=1", "d=2"])
     lines = [{"url": optsite.url(f"/echo?batch={den.engine}"), "id": "good", "headers": {"X-Batch": "1"},
