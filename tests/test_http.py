@@ -193,6 +193,23 @@ def test_lease_and_cancel_routes_check_their_input(den):
     assert status == 400 and "color: unknown field" in body["error"]["message"], body
 
 
+def test_a_lease_over_http_is_listed_kept_out_of_jobs_and_ended(den, site):
+    daemon, http = den
+    status, lease = http("POST", "/v1/leases", {"ttl_s": 120, "idle_s": 60}, timeout=200)
+    assert status == 200 and lease["engine"] == "chromium", lease
+    assert lease["endpoint"].startswith("ws://127.0.0.1:") and lease["lease"] not in lease["endpoint"], lease
+    status, doc = http("GET", "/v1/status")
+    (row,) = [r for r in doc["leases"] if r["id"] == lease["lease"]]
+    assert row["connected"] is False and lease["endpoint"] not in json.dumps(doc)  # the secret stays out of status
+    status, answer = http("POST", "/v1/jobs", {"url": site.url("/"), "id": "beside-a-lease"})
+    assert status == 200 and answer["status"] == "ok" and answer["browser"] != row["browser"], answer
+    assert http("DELETE", f"/v1/leases/{lease['lease']}", timeout=200) == (200, {"lease": lease["lease"],
+                                                                               "existed": True})
+    assert http("DELETE", f"/v1/leases/{lease['lease']}", timeout=200) == (200, {"lease": lease["lease"],
+                                                                               "existed": False})
+    assert not [r for r in http("GET", "/v1/status")[1]["leases"] if r["id"] == lease["lease"]]
+
+
 def test_readyz_is_503_while_the_queue_is_full(den, site):
     daemon, http = den
     with ThreadPoolExecutor(2) as pool:

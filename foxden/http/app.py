@@ -27,6 +27,7 @@ log = logging.getLogger("foxden.http")
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})  # no token: load balancers and orchestrators probe them
 PROBE_TIMEOUT_S = 5.0
 STATUS_TIMEOUT_S = 30.0
+LEASE_TIMEOUT_S = 180.0  # a lease launches a browser of its own (Firefox: a node server too) before it answers
 
 
 def error_response(code: ErrorCode | str, message: str, status: int | None = None) -> web.Response:
@@ -230,10 +231,11 @@ class HttpApi:
             if value is not None and not (isinstance(value, str) if key == "engine" else number):
                 expected = "a string" if key == "engine" else "a finite number > 0"
                 raise HttpError(ErrorCode.BAD_FIELD, f"{key}: expected {expected} or null, got {value!r}"[:200])
-        return web.json_response(await self._optional_call("lease", "leasing", **doc))
+        return web.json_response(await self.control.call("lease", timeout=LEASE_TIMEOUT_S, **doc))
 
     async def end_lease(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._optional_call("end_lease", "leasing", request.match_info["id"]))
+        return web.json_response(await self.control.call("end_lease", request.match_info["id"],
+                                                         timeout=LEASE_TIMEOUT_S))
 
     # --- status and probes -------------------------------------------------------
 
