@@ -1,10 +1,8 @@
 """A job's request blocking on CDP: resource types and URL globs as Fetch patterns, and the one decision."""
 from __future__ import annotations
 
-import functools
-import re
 
-from foxden.protocols.options import JobOptions, ResourceType
+from foxden.protocols.options import JobOptions, ResourceType, glob_matches
 
 __all__ = ["CDP_TYPES", "glob_matches", "blocks", "fetch_patterns", "websocket_blocker", "WEBSOCKET_BLOCKER"]
 
@@ -58,31 +56,6 @@ WEBSOCKET_BLOCKER = """(() => {
     };
   }
 })();"""
-
-
-@functools.lru_cache(maxsize=256)
-def _glob_regex(glob: str) -> re.Pattern:
-    out, i = [], 0
-    while i < len(glob):
-        ch = glob[i]
-        if ch == "\\" and i + 1 < len(glob):
-            out.append(re.escape(glob[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.S)
-
-
-def glob_matches(glob: str, url: str) -> bool:
-    """True if the whole `url` (without its #fragment) matches `glob`.
-
-    The semantics of CDP's Fetch urlPattern, so that Chromium's own filter and
-    this check agree: `*` is any run of characters (`/` included), `?` exactly
-    one, a backslash makes the next character literal; everything else is
-    itself. "*.woff2" blocks every URL ending in .woff2; "*://ads.example/*"
-    every URL on that host."""
-    return _glob_regex(glob).fullmatch(url.split("#", 1)[0]) is not None
 
 
 def blocks(options: JobOptions, url: str, cdp_type: str | None) -> bool:

@@ -1,10 +1,9 @@
 """A job's options in Playwright's terms: context kwargs, cookies, what to block (pure functions)."""
 from __future__ import annotations
 
-import fnmatch
 from urllib.parse import urlsplit
 
-from foxden.protocols.options import Cookie, JobOptions, Proxy
+from foxden.protocols.options import Cookie, JobOptions, Proxy, glob_matches
 
 __all__ = ["blocks", "context_kwargs", "cookie_params", "page_kwargs", "proxy_param"]
 
@@ -77,4 +76,4 @@ def blocks(options: JobOptions, url: str, resource_type: str) -> bool:
     "*.woff2" blocks every WOFF2 font and "https://ads.example/*" a whole site."""
     if resource_type in options.block_types:
         return True
-    return any(fnmatch.fnmatchcase(url, pattern) for pattern in options.block_patterns)
+    return any(glob_matches(pattern, url) for pattern in options.block_patterns)

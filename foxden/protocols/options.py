@@ -1,10 +1,12 @@
 """A job's page options (issue #14), as validated values every driver reads the same way."""
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["WaitUntil", "ResourceType", "SameSite", "Viewport", "Cookie", "Proxy", "JobOptions", "DEFAULT"]
+__all__ = ["WaitUntil", "ResourceType", "SameSite", "Viewport", "Cookie", "Proxy", "JobOptions", "DEFAULT", "glob_matches"]
 
 # This module is the contract between the wire (foxden.protocols.wire decodes
 # and validates a client's job into these) and the drivers (Chromium over CDP,
@@ -110,3 +112,28 @@ class JobOptions:
 
 
 DEFAULT = JobOptions()
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(glob: str) -> re.Pattern:
+    out, i = [], 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "\\" and i + 1 < len(glob):
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def glob_matches(glob: str, url: str) -> bool:
+    """True if the whole `url` (without its #fragment) matches `glob`.
+
+    The one glob semantics of `block` on every engine, CDP's Fetch urlPattern's, so that Chromium's own
+    filter and this check agree: `*` is any run of characters (`/` included), `?` exactly
+    one, a backslash makes the next character literal; everything else is
+    itself. "*.woff2" blocks every URL ending in .woff2; "*://ads.example/*"
+    every URL on that host."""
+    return _glob_regex(glob).fullmatch(url.split("#", 1)[0]) is not None
