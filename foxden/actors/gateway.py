@@ -19,12 +19,16 @@ from foxden.actors.base import FoxdenActor
 from foxden.protocols import wire
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
+    CancelAnswer,
+    CancelRequest,
     CloseGateway,
     EndSessionRequest,
     Initialized,
     InitGateway,
     JobAnswer,
     SessionEndAnswer,
+    SessionStateAnswer,
+    SessionStateRequest,
     StatusQuery,
     StatusReport,
     SubmitJob,
@@ -297,7 +301,8 @@ class GatewayActor(FoxdenActor):
             conn.closing = True
             return
         conn.greeted = True
-        if isinstance(item, (wire.Submit, wire.StatusRequest, wire.EndSession)):
+        if isinstance(item, (wire.Submit, wire.StatusRequest, wire.EndSession, wire.Cancel, wire.SessionExport,
+                             wire.SessionImport)):
             self._take(conn, item)
         elif isinstance(item, wire.Ping):
             self._reply(conn, wire.Pong(item.rid))
@@ -319,6 +324,10 @@ class GatewayActor(FoxdenActor):
             self.send(self.dispatcher, SubmitJob(item.job, tag))
         elif isinstance(item, wire.EndSession):
             self.send(self.dispatcher, EndSessionRequest(item.session, tag))
+        elif isinstance(item, wire.Cancel):
+            self.send(self.dispatcher, CancelRequest(item.id, tag))
+        elif isinstance(item, (wire.SessionExport, wire.SessionImport)):
+            self.send(self.dispatcher, SessionStateRequest(item.session, tag, getattr(item, "state", None)))
         else:
             # One status query at a time for all connections: requests that
             # arrive while it runs share its answer (a snapshot and a /proc
@@ -344,6 +353,19 @@ class GatewayActor(FoxdenActor):
             self._deliver(cid, wire.ErrorReply(rid, msg.error.code, msg.error.message))
         else:
             self._deliver(cid, wire.SessionEnded(rid, msg.session, msg.existed))
+
+    def receiveMsg_CancelAnswer(self, msg: CancelAnswer, sender) -> None:
+        cid, rid = msg.tag
+        self._deliver(cid, wire.Cancelled(rid, msg.id, msg.count > 0))
+
+    def receiveMsg_SessionStateAnswer(self, msg: SessionStateAnswer, sender) -> None:
+        cid, rid = msg.tag
+        if msg.error is not None:
+            self._deliver(cid, wire.ErrorReply(rid, msg.error.code, msg.error.message))
+        elif msg.imported:
+            self._deliver(cid, wire.SessionImported(rid, msg.session))
+        else:
+            self._deliver(cid, wire.SessionState(rid, msg.session, msg.state))
 
     def _deliver(self, cid: int, reply) -> None:
         conn = self.by_cid.get(cid)

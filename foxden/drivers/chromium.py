@@ -20,6 +20,7 @@ from foxden.protocols.messages import JobSpec, Outcome
 
 log = logging.getLogger("foxden.chromium")
 
+STATE_TIMEOUT_S = 10.0  # reading a session's storage state after its job (a helper tab per snapshot)
 LOG_NAME = "chromium.log"  # the browser's stderr, inside its temp dir (removed with it)
 _LOG_TAIL = 2000
 # Chromium logs a line now and then for as long as it runs; a browser that
@@ -330,6 +331,7 @@ class ChromiumDriver(Driver):
         context = self._pipe.call("Target.createBrowserContext", {}, deadline=deadline)["browserContextId"]
         if job.session:
             self._contexts[job.session] = context
+            self._restore_state(job, context, deadline)
         return context
 
     def _release(self, page: _Page | None, target: str | None, context: str | None, job: JobSpec) -> None:
@@ -360,6 +362,34 @@ class ChromiumDriver(Driver):
         if "exceptionDetails" in reply:
             raise _EvalError(_exception_text(reply["exceptionDetails"]))
         return from_deep(reply.get("result", {}).get("deepSerializedValue", {"type": "undefined"}))
+
+    # --- a session's storage state (issue #14; the CDP work is foxden.drivers.storage) ---
+
+    def storage_state(self, session: str) -> dict | None:
+        """The session's cookies and localStorage (Playwright's storage-state shape); None: no such context."""
+        context = self._contexts.get(session)
+        if context is None or self._pipe is None:
+            return None
+        store = self._storage_store()
+        for gone in [c for c in store.origins if c not in self._contexts.values()]:
+            store.forget(gone)
+        try:
+            return store.read(context, time.monotonic() + STATE_TIMEOUT_S)
+        except PipeClosed as exc:
+            raise BrowserDied(f"browser died while reading session {session}'s state: {exc}") from None
+
+    def _restore_state(self, job: JobSpec, context: str, deadline: float) -> None:
+        """A new session context: start tracking its origins; made from job.restore when given."""
+        store = self._storage_store()
+        if job.restore is not None:
+            store.write(context, job.restore, deadline)
+
+    def _storage_store(self):
+        from foxden.drivers.storage import CdpStorage
+
+        if getattr(self, "_storage", None) is None:
+            self._storage = CdpStorage(self._pipe)
+        return self._storage
 
 
 class _EvalError(Exception):

@@ -167,6 +167,7 @@ class PlaywrightDriver(Driver):
         ctx = self._contexts.get(job.session)
         if ctx is None:
             ctx = self._contexts[job.session] = self._browser.new_context()
+            self._restore_state(job, ctx)
         return ctx
 
     def _release(self, page, context, job: JobSpec) -> None:
@@ -177,6 +178,28 @@ class PlaywrightDriver(Driver):
                 page.close()  # a session's context lives on; only its page goes
         except Exception:
             pass  # a dead browser is noticed by the caller or the next heartbeat
+
+
+    # --- a session's storage state (issue #14) ----------------------------------------
+
+    def storage_state(self, session: str) -> dict | None:
+        """The session's cookies and localStorage (Playwright's own storage_state()); None: no such context."""
+        context = self._contexts.get(session)
+        if context is None:
+            return None
+        try:
+            return context.storage_state()
+        except Exception as exc:
+            if not self.alive():
+                raise BrowserDied(f"browser died while reading session {session}'s state") from None
+            raise RuntimeError(results.first_line(exc)) from None
+
+    def _restore_state(self, job: JobSpec, context) -> None:
+        """A new session context made from job.restore, when given."""
+        if job.restore is not None:
+            from foxden.drivers.storage import playwright_apply
+
+            playwright_apply(context, job.restore)
 
 
 def _summary(value) -> tuple[str, int]:

@@ -83,6 +83,8 @@ class ErrorCode(str, enum.Enum):
                     "the session's browser died; submit with `new_session` to start it afresh")
     SESSION_ENDED = ("session_ended", _C, _A,
                      "the session was ended by the client, or expired after `[sessions] idle_s`")
+    CANCELLED = ("cancelled", _C, _A,
+                 "a `cancel` request named the job; a running job's browser was replaced")
     INTERNAL_ERROR = ("internal_error", _D, _A, "a bug in foxden; the job was answered instead of lost")
 
     def __new__(cls, value: str, kind: Kind, where: Where, meaning: str):

@@ -34,6 +34,7 @@ class ExitReason(StrEnum):
     DEGRADED = "degraded"  # its jobs got much slower than the rest of the pool's
     IDLE = "idle"  # an elastic pool shrinking
     REPAIRED = "repaired"  # the supervisor's handler for its job's end failed: replaced, never left half-known
+    CANCELLED = "cancelled"  # its job was cancelled by a client: killed mid-job, replaced, the job not retried
     # Sibling stops: stopped as part of another child's group restart.
     SIBLING_ONE_FOR_ALL = "sibling_one_for_all"
     SIBLING_REST_FOR_ONE = "sibling_rest_for_one"
@@ -58,9 +59,10 @@ class ExitReason(StrEnum):
     def retries_job(self) -> bool:
         """The job it interrupted may run again on another browser (if it has tries left).
 
-        Not after a timeout (the job had its time) nor at shutdown (nothing
-        will run it); a sibling stop or a crash is not the job's doing."""
-        return self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN)
+        Not after a timeout (the job had its time), at shutdown (nothing
+        will run it) nor after a cancel (its client wants no more of it); a
+        sibling stop or a crash is not the job's doing."""
+        return self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN, ExitReason.CANCELLED)
 
     @property
     def is_retirement(self) -> bool:
@@ -83,5 +85,5 @@ class ExitReason(StrEnum):
 
 _FAILURES = frozenset({ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED})
 _RETIREMENTS = frozenset({ExitReason.RECYCLED_JOBS, ExitReason.RECYCLED_AGE, ExitReason.RECYCLED_MEMORY,
-                          ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED})
+                          ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED, ExitReason.CANCELLED})
 _SIBLING_STRATEGIES = {ExitReason.SIBLING_ONE_FOR_ALL: "one_for_all", ExitReason.SIBLING_REST_FOR_ONE: "rest_for_one"}

@@ -217,6 +217,62 @@ class SessionEnded:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """Client -> server: cancel every unanswered job whose answer id is `id` (its client id, or the
+    daemon's key when it had none); a Cancelled with `rid` follows."""
+
+    rid: int
+    id: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Server -> client: the answer to Cancel; `found` is False when no job by that id was in flight
+    (unknown, or already answered). Each cancelled job is answered failed/cancelled."""
+
+    rid: int
+    id: str
+    found: bool
+
+
+@dataclass(frozen=True)
+class SessionExport:
+    """Client -> server: the storage state of `session` (Playwright's storage-state JSON shape);
+    a SessionState with `rid` follows."""
+
+    rid: int
+    session: str
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """Server -> client: the answer to SessionExport; `state` is nil when the daemon holds none
+    for that session."""
+
+    rid: int
+    session: str
+    state: dict | None = None
+
+
+@dataclass(frozen=True)
+class SessionImport:
+    """Client -> server: the next job of `session` starts from `state` (Playwright's storage-state
+    JSON shape); a SessionImported with `rid` follows."""
+
+    rid: int
+    session: str
+    state: dict
+
+
+@dataclass(frozen=True)
+class SessionImported:
+    """Server -> client: the answer to SessionImport."""
+
+    rid: int
+    session: str
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     """Server -> client: a request could not be taken; `rid` is None when the
     offending frame had no usable rid. Codes are ProtocolError's plus "unauthorized"."""
@@ -227,7 +283,7 @@ class ErrorReply:
 
 
 Message = Union[Hello, Welcome, Submit, Result, StatusRequest, StatusReply, Ping, Pong, EndSession, SessionEnded,
-                ErrorReply]
+                Cancel, Cancelled, SessionExport, SessionState, SessionImport, SessionImported, ErrorReply]
 
 
 # --- field checks ------------------------------------------------------------
@@ -339,6 +395,15 @@ def _text_list(max_items: int, max_len: int) -> _Check:
 
 def _anything(value: Any, path: str) -> Any:
     return value
+
+
+def _storage_state(value: Any, path: str) -> dict:
+    from foxden.protocols.storage_state import BadState, check_state
+
+    try:
+        return check_state(value, path)
+    except BadState as exc:
+        raise ProtocolError(ErrorCode.BAD_FIELD, str(exc)) from None
 
 
 # --- the table ---------------------------------------------------------------
@@ -455,6 +520,12 @@ _MESSAGES: dict[str, _Spec] = {
     "pong": _spec(Pong, {"rid": _rid}),
     "end_session": _spec(EndSession, {"rid": _rid, "session": _str(1, _MAX_NAME)}),
     "session_ended": _spec(SessionEnded, {"rid": _rid, "session": _text, "existed": _bool}),
+    "cancel": _spec(Cancel, {"rid": _rid, "id": _str(1, _MAX_NAME)}),
+    "cancelled": _spec(Cancelled, {"rid": _rid, "id": _text, "found": _bool}),
+    "session_export": _spec(SessionExport, {"rid": _rid, "session": _str(1, _MAX_NAME)}),
+    "session_state": _spec(SessionState, {"rid": _rid, "session": _text, "state": _nullable(_storage_state)}),
+    "session_import": _spec(SessionImport, {"rid": _rid, "session": _str(1, _MAX_NAME), "state": _storage_state}),
+    "session_imported": _spec(SessionImported, {"rid": _rid, "session": _text}),
     "error": _spec(ErrorReply, {"rid": _nullable(_rid), "code": _text, "message": _text}),
 }
 _TYPE_OF = {spec.cls: name for name, spec in _MESSAGES.items()}

@@ -1,0 +1,87 @@
+"""Cancel, and sessions that outlive their browser (issue #14): real daemons, real browsers, 127.0.0.1 pages."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from foxden.client import job_request
+from tests.wiretap import Tap
+
+pytestmark = pytest.mark.browser
+
+# Sets a localStorage value in the page's origin and reads it back with the cookie the server saw.
+SET_LOCAL = "localStorage.setItem('fox', 'den-' + document.title.split(' ').pop()); localStorage.getItem('fox')"
+GET_LOCAL = "localStorage.getItem('fox')"
+
+
+def _cli(d, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p))
+    return subprocess.run([sys.executable, "-m", "foxden", *args, "-c", d.config_path], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def _busy_with(d, job_id: str) -> dict:
+    return d.wait_until(lambda s: any(c.get("job") == job_id for c in s["children"]), timeout=20)
+
+
+def _settled(tap: Tap, wait_s: float = 1.0) -> None:
+    """Read until every job has an answer, then a while longer: a second answer would show."""
+    deadline = time.monotonic() + 30
+    while tap.unanswered() and time.monotonic() < deadline:
+        tap.read(0.5)
+    quiet_until = time.monotonic() + wait_s
+    while time.monotonic() < quiet_until:
+        tap.read(0.2)
+
+
+# --- cancel ---------------------------------------------------------------------------
+
+def test_cancel_a_queued_and_a_running_job_each_answered_once_and_the_browser_replaced(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}, "jobs": {"timeout_s": 30.0}})
+    before = d.status()["children"][0]["id"]
+    with Tap(str(d.config.daemon.socket)) as tap, d.client(timeout=30) as c:
+        hang = tap.submit(job_request(site.url("/hang"), id="hang"))
+        queued = tap.submit(job_request(site.url("/page/1"), id="q"))
+        _busy_with(d, "hang")
+        t0 = time.monotonic()
+        assert c.cancel("q") == {"id": "q", "found": True}
+        assert c.cancel("hang") == {"id": "hang", "found": True}
+        _settled(tap)
+        took = time.monotonic() - t0
+        assert c.cancel("hang") == {"id": "hang", "found": False}  # already answered
+        assert c.cancel("never-submitted") == {"id": "never-submitted", "found": False}
+    for rid in (hang, queued):
+        frames = tap.replies[rid]
+        assert len(frames) == 1, frames
+        answer = frames[0].answer
+        assert (answer.status, answer.error.code) == ("failed", "cancelled"), answer
+    assert tap.replies[hang][0].answer.browser == before and tap.replies[queued][0].answer.attempts == 0
+    assert took < 10, f"cancel answered after {took:.1f}s (the job's timeout is 30s)"
+    st = d.wait_until(lambda s: s["children"] and s["children"][0]["id"] != before
+                      and s["children"][0]["state"] == "idle")
+    assert st["exits"].get("cancelled") == 1 and st["restarts"] == 0, (st["exits"], st["restarts"])
+    assert st["errors"].get("cancelled") == 2
+    assert st["invariants"]["ok"], st["invariants"]
+    with d.client() as c:
+        after = c.submit(site.url("/page/2"))
+    assert after.status == "ok" and after.browser != before and after.attempts == 1
+
+
+def test_cancel_from_the_command_line(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}, "jobs": {"timeout_s": 30.0}})
+    with Tap(str(d.config.daemon.socket)) as tap:
+        rid = tap.submit(job_request(site.url("/hang"), id="cli-hang"))
+        _busy_with(d, "cli-hang")
+        done = _cli(d, "cancel", "cli-hang", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"id": "cli-hang", "found": True}
+        _settled(tap, 0.5)
+    assert [f.answer.error.code for f in tap.replies[rid]] == ["cancelled"]
+    missing = _cli(d, "cancel", "cli-hang")
+    assert missing.returncode == 1 and "not in flight" in missing.stdout
