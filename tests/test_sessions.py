@@ -85,3 +85,51 @@ def test_cancel_from_the_command_line(make_daemon, site):
     assert [f.answer.error.code for f in tap.replies[rid]] == ["cancelled"]
     missing = _cli(d, "cancel", "cli-hang")
     assert missing.returncode == 1 and "not in flight" in missing.stdout
+
+
+# --- sessions that outlive their browser ------------------------------------------------
+
+def _kill_browser_main(d) -> str:
+    """SIGKILL the one browser's main process; wait for its replacement to be idle. Returns the old id."""
+    child = d.status()["children"][0]
+    os.kill(child["browser_pids"][0], signal.SIGKILL)
+    d.wait_until(lambda s: s["children"] and s["children"][0]["id"] != child["id"]
+                 and s["children"][0]["state"] == "idle", timeout=60)
+    return child["id"]
+
+
+def _session_round(d, site, persist_job_options: dict | None = None):
+    with d.client(timeout=60) as c:
+        first = c.submit(site.url("/cookie/set?v=kept"), session="S", eval=SET_LOCAL)
+        seen = c.submit(site.url("/cookie/get"), session="S", eval=GET_LOCAL)
+    assert first.status == "ok" and first.result.eval == "den-kept", first
+    assert seen.result.title == "cookie foxden=kept" and seen.result.eval == "den-kept", seen
+    gone = _kill_browser_main(d)
+    assert gone == seen.browser
+    with d.client(timeout=60) as c:
+        after = c.submit(site.url("/cookie/get"), session="S", eval=GET_LOCAL)
+    return seen, after
+
+
+@pytest.mark.parametrize("engine", ["chromium", pytest.param("firefox", marks=pytest.mark.firefox)])
+def test_a_session_survives_a_sigkill_of_its_browser_with_its_cookie_and_local_storage(make_daemon, site, engine):
+    d = make_daemon({"pool": {"size": 1, "engine": engine}, "jobs": {"timeout_s": 20.0}})
+    seen, after = _session_round(d, site)
+    assert after.status == "ok", after
+    assert after.browser != seen.browser
+    # The cookie the server set (Set-Cookie) reached the server again, from the new browser.
+    assert after.result.title == "cookie foxden=kept"
+    assert after.result.eval == "den-kept"
+    with d.client() as c:
+        assert c.end_session("S") is True
+        fresh = c.submit(site.url("/cookie/get"), session="S", eval=GET_LOCAL)
+    assert fresh.result.title == "cookie" and fresh.result.eval is None  # ended: a later job starts afresh
+    assert d.status()["invariants"]["ok"]
+
+
+def test_without_persist_a_session_is_lost_with_its_browser(make_daemon, site):
+    d = make_daemon({"pool": {"size": 1}, "sessions": {"persist": False}})
+    _, after = _session_round(d, site)
+    assert (after.status, after.error.code) == ("failed", "session_lost"), after
+    with d.client() as c:
+        assert c.export_session("S") is None

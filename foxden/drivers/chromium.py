@@ -20,7 +20,7 @@ from foxden.protocols.messages import JobSpec, Outcome
 
 log = logging.getLogger("foxden.chromium")
 
-STATE_TIMEOUT_S = 10.0  # reading a session's storage state after its job (a helper tab per snapshot)
+STATE_TIMEOUT_S = 5.0  # reading a session's cookies after its job
 LOG_NAME = "chromium.log"  # the browser's stderr, inside its temp dir (removed with it)
 _LOG_TAIL = 2000
 # Chromium logs a line now and then for as long as it runs; a browser that
@@ -336,6 +336,7 @@ class ChromiumDriver(Driver):
 
     def _release(self, page: _Page | None, target: str | None, context: str | None, job: JobSpec) -> None:
         """Dispose of the job's context (a session's context lives on: only its page goes)."""
+        self._remember_local_storage(page, job)  # issue #14: persistent sessions (foxden.drivers.storage)
         if page is not None:
             self._pages.pop(page.session, None)
         if self._pipe is None or self._pipe.closed:
@@ -371,18 +372,24 @@ class ChromiumDriver(Driver):
         if context is None or self._pipe is None:
             return None
         store = self._storage_store()
-        for gone in [c for c in store.origins if c not in self._contexts.values()]:
+        for gone in [s for s in store.local if s not in self._contexts]:
             store.forget(gone)
         try:
-            return store.read(context, time.monotonic() + STATE_TIMEOUT_S)
+            return store.read(session, context, time.monotonic() + STATE_TIMEOUT_S)
         except PipeClosed as exc:
             raise BrowserDied(f"browser died while reading session {session}'s state: {exc}") from None
 
     def _restore_state(self, job: JobSpec, context: str, deadline: float) -> None:
-        """A new session context: start tracking its origins; made from job.restore when given."""
+        """A new session context: nothing kept of its localStorage yet; made from job.restore when given."""
         store = self._storage_store()
+        store.forget(job.session)
         if job.restore is not None:
-            store.write(context, job.restore, deadline)
+            store.write(job.session, context, job.restore, deadline)
+
+    def _remember_local_storage(self, page: _Page | None, job: JobSpec) -> None:
+        """Before a session's job page closes: keep its origin's localStorage (for storage_state)."""
+        if job.session and page is not None and not page.gone() and self._pipe is not None and not self._pipe.closed:
+            self._storage_store().remember(job.session, page.session)
 
     def _storage_store(self):
         from foxden.drivers.storage import CdpStorage

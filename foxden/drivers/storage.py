@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import time
+from foxden.drivers.cdp import CdpError, CdpPipe, CdpTimeout
 
-from foxden.drivers.cdp import CdpPipe
-
-__all__ = ["CdpStorage", "OriginTracker", "playwright_apply", "to_cdp_cookie", "from_cdp_cookie"]
+__all__ = ["CdpStorage", "playwright_apply", "to_cdp_cookie", "from_cdp_cookie"]
 
 # The page a helper tab gets for each origin it visits to read or write that
 # origin's localStorage: fulfilled inside the browser (Fetch / route), so the
 # origin's server never sees the request.
 _BLANK = "<!doctype html><html><head><title></title></head><body></body></html>"
 _BLANK_B64 = base64.b64encode(_BLANK.encode()).decode()
-_READ_LOCAL = ("(() => { const out = []; for (let i = 0; i < localStorage.length; i++) {"
-               " const k = localStorage.key(i); out.push({name: k, value: localStorage.getItem(k)}); } return out; })()")
-_WRITE_LOCAL = "((items) => { for (const {name, value} of items) localStorage.setItem(name, value); return true; })(%s)"
+# [origin, items] of a page's main frame; null where localStorage is denied (an opaque origin).
+_READ_PAGE = ("(() => { try { const out = []; for (let i = 0; i < localStorage.length; i++) {"
+              " const k = localStorage.key(i); out.push({name: k, value: localStorage.getItem(k)}); }"
+              " return [location.origin, out]; } catch (e) { return null; } })()")
+_WRITE_LOCAL = "((items) => { for (const {name, value} of items) localStorage.setItem(name, value); return []; })(%s)"
 
 
 def from_cdp_cookie(c: dict) -> dict:
@@ -36,114 +37,102 @@ def to_cdp_cookie(c: dict) -> dict:
     return out
 
 
-def _origin_of(url: str) -> str | None:
-    if not url.startswith(("http://", "https://")):
-        return None
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    return f"{scheme}://{host}" if host else None
-
-
-class OriginTracker:
-    """Chained into a CdpPipe's event handler: the http(s) origins the most recent page navigated to.
-
-    A browser runs one job at a time, so when a session's job has ended the
-    page that navigated last is that job's: its origins are the ones whose
-    localStorage the job may have changed."""
-
-    def __init__(self, pipe: CdpPipe):
-        self._pipe = pipe
-        self._next = pipe.on_event
-        self._page: str | None = None
-        self.recent: set[str] = set()
-        self.fulfil: str | None = None  # a helper tab's CDP session: its requests are answered with a blank page
-        self.navigated: set[str] = set()  # origins a helper tab has committed to
-        pipe.on_event = self.on_event
-
-    def on_event(self, method: str, params: dict, session: str | None) -> None:
-        if method == "Fetch.requestPaused" and session is not None and session == self.fulfil:
-            self._pipe.discard(self._pipe.send("Fetch.fulfillRequest", {
-                "requestId": params["requestId"], "responseCode": 200, "body": _BLANK_B64,
-                "responseHeaders": [{"name": "Content-Type", "value": "text/html; charset=utf-8"}]}, session))
-            return
-        if method == "Page.frameNavigated" and session is not None:
-            origin = _origin_of(params.get("frame", {}).get("url", ""))
-            if session == self.fulfil:
-                if origin:
-                    self.navigated.add(origin)
-                return
-            if session != self._page:
-                self._page, self.recent = session, set()
-            if origin:
-                self.recent.add(origin)
-        if self._next is not None:
-            self._next(method, params, session)
-
-    def take(self) -> set[str]:
-        """The origins seen since the last take (of the page that navigated last)."""
-        recent, self.recent, self._page = self.recent, set(), None
-        return recent
-
-
 class CdpStorage:
-    """Reads and writes one browser context's storage state over CDP (the ChromiumDriver's helper)."""
+    """Keeps and writes the storage state of a ChromiumDriver's session contexts over CDP.
+
+    Cookies are read from the context when asked (Storage.getCookies, one
+    call). localStorage can only be read in a page of its origin, so it is
+    read in the session's job page just before that page closes (one
+    Runtime.evaluate: the main frame's origin) and kept here per session and
+    origin: a snapshot costs two CDP calls, never a page of its own. Only a
+    restore opens a helper tab, once per origin of the state."""
 
     def __init__(self, pipe: CdpPipe):
         self._pipe = pipe
-        self.tracker = OriginTracker(pipe)
-        self.origins: dict[str, set[str]] = {}  # browser context -> origins its pages have been at
+        self.local: dict[str, dict[str, list]] = {}  # session -> origin -> [{name, value}]
 
-    def read(self, context: str, deadline: float) -> dict:
-        """The context's cookies and the localStorage of every origin its pages have been at."""
-        origins = self.origins.setdefault(context, set())
-        origins |= self.tracker.take()
+    def remember(self, session: str, page_session: str, timeout_s: float = 1.0) -> None:
+        """Keep the localStorage of the page's origin (a page that does not answer in time keeps what was kept)."""
+        command = self._pipe.send("Runtime.evaluate", {"expression": _READ_PAGE, "returnByValue": True}, page_session)
+        try:
+            reply = self._pipe.result(command, time.monotonic() + timeout_s)
+        except CdpTimeout:
+            self._pipe.discard(command)
+            return
+        except CdpError:
+            return
+        value = reply.get("result", {}).get("value")
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[1], list):
+            origin, items = value
+            if isinstance(origin, str) and origin.startswith(("http://", "https://")):
+                self.local.setdefault(session, {})[origin] = items
+
+    def read(self, session: str, context: str, deadline: float) -> dict:
+        """The session's state: the context's cookies now, the localStorage kept per origin."""
         cookies = self._pipe.call("Storage.getCookies", {"browserContextId": context}, deadline=deadline)["cookies"]
-        local = self._in_tab(context, sorted(origins), _READ_LOCAL, deadline) if origins else {}
+        local = self.local.get(session, {})
         return {"cookies": [from_cdp_cookie(c) for c in cookies],
                 "origins": [{"origin": o, "localStorage": items} for o, items in sorted(local.items()) if items]}
 
-    def write(self, context: str, state: dict, deadline: float) -> None:
-        """Put a state into a fresh context: its cookies, then each origin's localStorage."""
+    def write(self, session: str, context: str, state: dict, deadline: float) -> None:
+        """Put a state into the session's fresh context: its cookies, then each origin's localStorage."""
         if state.get("cookies"):
             self._pipe.call("Storage.setCookies", {"browserContextId": context,
                                                    "cookies": [to_cdp_cookie(c) for c in state["cookies"]]},
                             deadline=deadline)
-        scripts = {o["origin"]: _WRITE_LOCAL % json.dumps(o["localStorage"])
-                   for o in state.get("origins", ()) if o.get("localStorage")}
-        self.origins[context] = set(scripts)
-        if scripts:
-            self._in_tab(context, sorted(scripts), scripts.get, deadline)
+        origins = {o["origin"]: o["localStorage"] for o in state.get("origins", ()) if o.get("localStorage")}
+        self.local[session] = dict(origins)
+        if origins:
+            self._in_tab(context, origins, deadline)
 
-    def forget(self, context: str) -> None:
-        self.origins.pop(context, None)
+    def forget(self, session: str) -> None:
+        self.local.pop(session, None)
 
-    def _in_tab(self, context: str, origins: list[str], script: str | Callable[[str], str],
-                deadline: float) -> dict[str, list]:
-        """Visit each origin in a helper tab of the context (fulfilled locally) and evaluate a script there."""
+    def _in_tab(self, context: str, origins: dict[str, list], deadline: float) -> None:
+        """Visit each origin in a helper tab of the context (answered inside the browser) and set its items."""
         pipe = self._pipe
         target = pipe.call("Target.createTarget", {"url": "about:blank", "browserContextId": context},
                            deadline=deadline)["targetId"]
-        out: dict[str, list] = {}
+        chained = pipe.on_event
         try:
             session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True},
                                 deadline=deadline)["sessionId"]
-            self.tracker.fulfil = session
-            pipe.discard(pipe.send("Page.enable", None, session))
+            pipe.on_event = _fulfilling(pipe, session, chained)
             pipe.call("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]}, session, deadline)
-            for origin in origins:
-                self.tracker.navigated.discard(origin)
+            for origin, items in sorted(origins.items()):
                 nav = pipe.call("Page.navigate", {"url": origin + "/"}, session, deadline)
-                if nav.get("errorText"):
-                    continue
-                pipe.wait_until(lambda o=origin: o in self.tracker.navigated, deadline, "storage tab")
-                source = script if isinstance(script, str) else script(origin)
-                reply = pipe.call("Runtime.evaluate", {"expression": source, "returnByValue": True}, session, deadline)
-                value = reply.get("result", {}).get("value")
-                out[origin] = value if isinstance(value, list) else []
+                if not nav.get("errorText"):
+                    self._when_at(session, origin, _WRITE_LOCAL % json.dumps(items), deadline)
         finally:
-            self.tracker.fulfil = None
+            pipe.on_event = chained
             pipe.discard(pipe.send("Target.closeTarget", {"targetId": target}))
-        return out
+
+    def _when_at(self, session: str, origin: str, script: str, deadline: float) -> None:
+        """Evaluate `script` once the tab's document is `origin`'s (Page.navigate may answer before it commits)."""
+        expression = f"(location.origin === {json.dumps(origin)}) ? ({script}) : {json.dumps(_NOT_YET)}"
+        while True:
+            reply = self._pipe.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                                    session, deadline)
+            if reply.get("result", {}).get("value") != _NOT_YET:
+                return
+            if time.monotonic() > deadline:
+                raise CdpTimeout(f"storage tab: not at {origin} in time")
+            time.sleep(0.005)
+
+
+def _fulfilling(pipe: CdpPipe, tab: str, chained):
+    """An event handler that answers the helper tab's requests with a blank page and passes the rest on."""
+    def on_event(method: str, params: dict, session: str | None) -> None:
+        if method == "Fetch.requestPaused" and session == tab:
+            pipe.discard(pipe.send("Fetch.fulfillRequest", {
+                "requestId": params["requestId"], "responseCode": 200, "body": _BLANK_B64,
+                "responseHeaders": [{"name": "Content-Type", "value": "text/html; charset=utf-8"}]}, session))
+        elif chained is not None:
+            chained(method, params, session)
+    return on_event
+
+
+_NOT_YET = "__foxden_not_at_origin_yet__"
 
 
 def playwright_apply(context, state: dict) -> None:
