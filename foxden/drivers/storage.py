@@ -6,7 +6,7 @@ import json
 import time
 from foxden.drivers.cdp import CdpError, CdpPipe, CdpTimeout
 
-__all__ = ["CdpStorage", "playwright_apply", "to_cdp_cookie", "from_cdp_cookie"]
+__all__ = ["READ_PAGE", "CdpStorage", "from_cdp_cookie", "playwright_apply", "playwright_state", "to_cdp_cookie"]
 
 # The page a helper tab gets for each origin it visits to read or write that
 # origin's localStorage: fulfilled inside the browser (Fetch / route), so the
@@ -14,7 +14,7 @@ __all__ = ["CdpStorage", "playwright_apply", "to_cdp_cookie", "from_cdp_cookie"]
 _BLANK = "<!doctype html><html><head><title></title></head><body></body></html>"
 _BLANK_B64 = base64.b64encode(_BLANK.encode()).decode()
 # [origin, items] of a page's main frame; null where localStorage is denied (an opaque origin).
-_READ_PAGE = ("(() => { try { const out = []; for (let i = 0; i < localStorage.length; i++) {"
+READ_PAGE = ("(() => { try { const out = []; for (let i = 0; i < localStorage.length; i++) {"
               " const k = localStorage.key(i); out.push({name: k, value: localStorage.getItem(k)}); }"
               " return [location.origin, out]; } catch (e) { return null; } })()")
 _WRITE_LOCAL = "((items) => { for (const {name, value} of items) localStorage.setItem(name, value); return []; })(%s)"
@@ -53,7 +53,7 @@ class CdpStorage:
 
     def remember(self, session: str, page_session: str, timeout_s: float = 1.0) -> None:
         """Keep the localStorage of the page's origin (a page that does not answer in time keeps what was kept)."""
-        command = self._pipe.send("Runtime.evaluate", {"expression": _READ_PAGE, "returnByValue": True}, page_session)
+        command = self._pipe.send("Runtime.evaluate", {"expression": READ_PAGE, "returnByValue": True}, page_session)
         try:
             reply = self._pipe.result(command, time.monotonic() + timeout_s)
         except CdpTimeout:
@@ -135,20 +135,30 @@ def _fulfilling(pipe: CdpPipe, tab: str, chained):
 _NOT_YET = "__foxden_not_at_origin_yet__"
 
 
-def playwright_apply(context, state: dict) -> None:
-    """Put a state into a fresh Playwright context: cookies, then each origin's localStorage (a routed blank page)."""
+def playwright_state(cookies: list[dict], local: dict[str, list]) -> dict:
+    """A storage state from Playwright's context.cookies() and the localStorage kept per origin."""
+    keys = ("name", "value", "domain", "path", "expires", "httpOnly", "secure", "sameSite")
+    return {"cookies": [{k: c[k] for k in keys if k in c} for c in cookies],
+            "origins": [{"origin": o, "localStorage": items} for o, items in sorted(local.items()) if items]}
+
+
+def playwright_apply(context, state: dict) -> dict[str, list]:
+    """Put a state into a fresh Playwright context: cookies, then each origin's localStorage (a routed blank page).
+
+    Returns the localStorage set, per origin."""
     if state.get("cookies"):
         context.add_cookies([{k: v for k, v in c.items() if not (k == "expires" and v < 0)}
                              for c in state["cookies"]])
-    origins = [o for o in state.get("origins", ()) if o.get("localStorage")]
+    origins = {o["origin"]: o["localStorage"] for o in state.get("origins", ()) if o.get("localStorage")}
     if not origins:
-        return
+        return {}
     page = context.new_page()
     try:
         page.route("**/*", lambda route: route.fulfill(status=200, content_type="text/html", body=_BLANK))
-        for o in origins:
-            page.goto(o["origin"] + "/")
+        for origin, items in sorted(origins.items()):
+            page.goto(origin + "/", wait_until="commit")
             page.evaluate("(items) => { for (const {name, value} of items) localStorage.setItem(name, value); }",
-                          o["localStorage"])
+                          items)
     finally:
         page.close()
+    return origins
