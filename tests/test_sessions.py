@@ -133,3 +133,58 @@ def test_without_persist_a_session_is_lost_with_its_browser(make_daemon, site):
     assert (after.status, after.error.code) == ("failed", "session_lost"), after
     with d.client() as c:
         assert c.export_session("S") is None
+
+
+# --- export / import, with Playwright on the other side ------------------------------------
+
+def test_export_and_import_interoperate_with_playwright(make_daemon, site, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from foxden.client import ServerError
+    from foxden.engines import launch, resolve_engine
+
+    d = make_daemon({"pool": {"size": 1}})
+    written, exported = tmp_path / "from-playwright.json", tmp_path / "from-foxden.json"
+    with sync_playwright() as p:
+        browser = launch(p, resolve_engine("chromium", None))
+        try:
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.goto(site.url("/cookie/set?v=pw"))
+            page.evaluate("localStorage.setItem('fox', 'from-pw')")
+            ctx.storage_state(path=str(written))
+            ctx.close()
+
+            imported = _cli(d, "session", "import", "P", str(written))
+            assert imported.returncode == 0, imported.stderr
+            with d.client() as c:
+                seen = c.submit(site.url("/cookie/get"), session="P", eval=GET_LOCAL)
+                changed = c.submit(site.url("/cookie/set?v=back"), session="P", eval=SET_LOCAL)
+            assert (seen.result.title, seen.result.eval) == ("cookie foxden=pw", "from-pw"), seen
+            assert changed.result.eval == "den-back", changed
+
+            done = _cli(d, "session", "export", "P", str(exported))
+            assert done.returncode == 0, done.stderr
+            ctx = browser.new_context(storage_state=str(exported))
+            page = ctx.new_page()
+            page.goto(site.url("/cookie/get"))
+            assert page.title() == "cookie foxden=back"
+            assert page.evaluate("localStorage.getItem('fox')") == "den-back"
+            ctx.close()
+        finally:
+            browser.close()
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cookies": [{"name": 1, "value": "v", "domain": "x"}]}))
+    refused = _cli(d, "session", "import", "P", str(bad))
+    assert refused.returncode == 2 and "state.cookies[0].name: expected a string" in refused.stderr, refused.stderr
+    bad.write_text("{not json")
+    refused = _cli(d, "session", "import", "P", str(bad))
+    assert refused.returncode == 2 and "not a storage-state JSON file" in refused.stderr, refused.stderr
+    with d.client() as c:
+        with pytest.raises(ServerError, match=r"bad_field: state.origins\[0\].origin"):
+            c.import_session("P", {"origins": [{"origin": "ftp://x", "localStorage": []}]})
+        # A refused import changed nothing: the session still has its state.
+        assert c.submit(site.url("/cookie/get"), session="P").result.title == "cookie foxden=back"
+    missing = _cli(d, "session", "export", "nobody", str(tmp_path / "none.json"))
+    assert missing.returncode == 1 and "keeps no state" in missing.stderr

@@ -34,7 +34,8 @@ class ExitReason(StrEnum):
     DEGRADED = "degraded"  # its jobs got much slower than the rest of the pool's
     IDLE = "idle"  # an elastic pool shrinking
     REPAIRED = "repaired"  # the supervisor's handler for its job's end failed: replaced, never left half-known
-    CANCELLED = "cancelled"  # its job was cancelled by a client: killed mid-job, replaced, the job not retried
+    # Killed mid-job on purpose, and replaced like a retirement: not the browser's fault.
+    CANCELLED = "cancelled"  # its job was cancelled by a client (CancelAttempt); the job is not retried
     # Sibling stops: stopped as part of another child's group restart.
     SIBLING_ONE_FOR_ALL = "sibling_one_for_all"
     SIBLING_REST_FOR_ONE = "sibling_rest_for_one"
