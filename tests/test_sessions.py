@@ -240,5 +240,9 @@ def test_export_and_import_interoperate_with_playwright(chromium, site, tmp_path
             c.import_session("P", {"origins": [{"origin": "ftp://x", "localStorage": []}]})
         # A refused import changed nothing: the session still has its state.
         assert c.submit(site.url("/cookie/get"), session="P").result.title == "cookie foxden=back"
+        # An import into a live session replaces the context its browser holds.
+        c.import_session("P", {"cookies": [{"name": "foxden", "value": "second", "domain": "127.0.0.1"}]})
+        again = c.submit(site.url("/cookie/get"), session="P", eval=GET_LOCAL)
+        assert (again.result.title, again.result.eval) == ("cookie foxden=second", None), again
     missing = _cli(d, "session", "export", "nobody", str(tmp_path / "none.json"))
     assert missing.returncode == 1 and "keeps no state" in missing.stderr
