@@ -153,6 +153,7 @@ def test_cancel_a_queued_and_a_running_job_each_answered_once_and_the_browser_re
     with d.client() as c:
         after = c.submit(site.url("/page/2"))
     assert after.status == "ok" and after.browser != before and after.attempts == 1
+    assert "failed" not in "".join(line for line in d.log_tail(500).splitlines() if "handler for" in line)
 
 
 def test_cancel_from_the_command_line_and_the_async_client(chromium, site):
