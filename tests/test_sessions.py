@@ -247,3 +247,20 @@ def test_export_and_import_interoperate_with_playwright(chromium, site, tmp_path
         assert (again.result.title, again.result.eval) == ("cookie foxden=second", None), again
     missing = _cli(d, "session", "export", "nobody", str(tmp_path / "none.json"))
     assert missing.returncode == 1 and "keeps no state" in missing.stderr
+
+
+def test_a_session_whose_state_is_too_large_to_keep_is_lost_with_its_browser(chromium, site):
+    """Beyond 1 MiB a snapshot is dropped (with a log line) and the session has session_lost semantics again."""
+    d = chromium
+    with d.client(timeout=60) as c:
+        big = c.submit(site.url("/page/big"), session="Big",
+                       eval="localStorage.setItem('big', 'x'.repeat(1100000)); localStorage.getItem('big').length")
+    assert big.status == "ok" and big.result.eval == 1100000, big
+    assert "session Big: its snapshot is dropped" in d.log_tail(200)
+    _kill_browser_main(d)
+    with d.client(timeout=60) as c:
+        lost = c.submit(site.url("/cookie/get"), session="Big")
+        fresh = c.submit(site.url("/cookie/get"), session="Big", new_session=True, eval=GET_LOCAL)
+        assert c.export_session("Big") == {"cookies": [], "origins": []}  # kept again, from its new start
+    assert (lost.status, lost.error.code) == ("failed", "session_lost"), lost
+    assert fresh.status == "ok" and fresh.result.eval is None
