@@ -416,6 +416,31 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _add_session_commands(sub, with_config) -> None:
+    """`foxden session end/export/import` and `foxden cancel`."""
+    se = sub.add_parser("session", help="manage sessions (named browser contexts)")
+    se_sub = se.add_subparsers(dest="session_command", required=True)
+    end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
+    end.add_argument("id", help="the session's name")
+    end.set_defaults(fn=cmd_session_end)
+    ex = with_config(se_sub.add_parser("export", help="write a session's storage state (Playwright's storage-state "
+                                       "JSON: cookies + localStorage) to FILE"))
+    ex.add_argument("id", help="the session's name")
+    ex.add_argument("file", help="where to write the JSON ('-': stdout)")
+    ex.set_defaults(fn=cmd_session_export)
+    im = with_config(se_sub.add_parser("import", help="make the next job of a session start from a storage-state "
+                                       "JSON file (e.g. Playwright's context.storage_state(path=...))"))
+    im.add_argument("id", help="the session's name")
+    im.add_argument("file", help="the JSON file to read ('-': stdin)")
+    im.set_defaults(fn=cmd_session_import)
+
+    c = with_config(sub.add_parser("cancel", help="cancel a queued or running job by its id; exit 0 if one was "
+                                   "cancelled, 1 if none was in flight"))
+    c.add_argument("id", help="the job's id as answered (its --id, or the id the daemon made up)")
+    c.add_argument("--json", action="store_true", help='print {"id": ..., "found": ...}')
+    c.set_defaults(fn=cmd_cancel)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="foxden", description="A supervised den of headless browsers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -455,27 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between redraws (default: 2)")
     st.set_defaults(fn=cmd_status)
 
-    se = sub.add_parser("session", help="manage sessions (named browser contexts)")
-    se_sub = se.add_subparsers(dest="session_command", required=True)
-    end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
-    end.add_argument("id", help="the session's name")
-    end.set_defaults(fn=cmd_session_end)
-    ex = with_config(se_sub.add_parser("export", help="write a session's storage state (Playwright's storage-state "
-                                       "JSON: cookies + localStorage) to FILE"))
-    ex.add_argument("id", help="the session's name")
-    ex.add_argument("file", help="where to write the JSON ('-': stdout)")
-    ex.set_defaults(fn=cmd_session_export)
-    im = with_config(se_sub.add_parser("import", help="make the next job of a session start from a storage-state "
-                                       "JSON file (e.g. Playwright's context.storage_state(path=...))"))
-    im.add_argument("id", help="the session's name")
-    im.add_argument("file", help="the JSON file to read ('-': stdin)")
-    im.set_defaults(fn=cmd_session_import)
-
-    c = with_config(sub.add_parser("cancel", help="cancel a queued or running job by its id; exit 0 if one was "
-                                   "cancelled, 1 if none was in flight"))
-    c.add_argument("id", help="the job's id as answered (its --id, or the id the daemon made up)")
-    c.add_argument("--json", action="store_true", help='print {"id": ..., "found": ...}')
-    c.set_defaults(fn=cmd_cancel)
+    _add_session_commands(sub, with_config)
 
     d = sub.add_parser("demo", help="start a private daemon and site, run a mix of jobs and faults, report")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
