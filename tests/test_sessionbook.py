@@ -119,3 +119,92 @@ def test_sessions_persist_is_on_by_default_and_must_be_a_boolean(tmp_path):
     assert parse_config({"sessions": {"persist": False}}, base_dir=tmp_path).sessions.persist is False
     with pytest.raises(ConfigError, match=r"\[sessions\] persist"):
         parse_config({"sessions": {"persist": "yes"}}, base_dir=tmp_path)
+
+
+# --- the dispatcher's decisions, its handlers called directly (as tests/test_result_route.py does) ----
+
+from foxden.protocols.messages import (  # noqa: E402
+    AssignRefused,
+    BrowserGone,
+    CancelAnswer,
+    CancelAttempt,
+    CancelRequest,
+    JobFinished,
+    JobResult,
+    Outcome,
+    SessionStateAnswer,
+    SessionStateRequest,
+    SubmitJob,
+    WorkRequest,
+)
+from tests.test_result_route import OK, Dispatcher  # noqa: E402
+
+STATE = {"cookies": [{"name": "c", "value": "1", "domain": "x.test", "path": "/", "expires": -1, "httpOnly": False,
+                      "secure": False, "sameSite": "Lax"}], "origins": []}
+
+
+def _session_job(d: Dispatcher, tag: int, **job) -> None:
+    d.receiveMsg_SubmitJob(SubmitJob(wire.JobRequest(url="http://x.test/", session="S", **job), tag=tag), "gw")
+
+
+def _ran(d: Dispatcher, browser: str, state: dict | None) -> None:
+    spec = d.assigned()[-1].job
+    d.receiveMsg_JobResult(JobResult(browser, spec.key, OK, state), browser)
+    d.receiveMsg_JobFinished(JobFinished(browser, spec.key, None), "supervisor")
+
+
+def test_a_persisted_session_whose_browser_crashes_is_retried_on_another_browser_from_its_snapshot():
+    d = Dispatcher()
+    d.receiveMsg_WorkRequest(WorkRequest("b1", "chromium"), "supervisor")
+    _session_job(d, 1)
+    first = d.assigned()[-1].job
+    assert (first.keep_state, first.restore) == (True, None)
+    _ran(d, "b1", STATE)
+    _session_job(d, 2)
+    second = d.assigned()[-1].job
+    assert second.restore is None and not second.new_session  # its context lives in b1
+    d.receiveMsg_BrowserGone(BrowserGone("b1", second.key, "crash", "killed"), "supervisor")
+    assert [a.status for a in d.answers()] == ["ok"]  # not browser_crashed: it is retried
+    d.receiveMsg_WorkRequest(WorkRequest("b2", "chromium"), "supervisor")
+    retry = d.assigned()[-1]
+    assert (retry.browser, retry.job.key, retry.job.restore, retry.job.new_session) == ("b2", second.key, STATE, True)
+
+
+def test_an_import_during_a_session_job_wins_over_the_state_that_job_brings():
+    d = Dispatcher()
+    d.receiveMsg_WorkRequest(WorkRequest("b1", "chromium"), "supervisor")
+    _session_job(d, 1)
+    imported = dict(STATE, cookies=[dict(STATE["cookies"][0], value="imported")])
+    d.receiveMsg_SessionStateRequest(SessionStateRequest("S", "t", imported), "gw")
+    _ran(d, "b1", STATE)
+    _session_job(d, 2)
+    assert d.assigned()[-1].job.restore == imported
+    d.receiveMsg_SessionStateRequest(SessionStateRequest("S", "t2"), "gw")
+    assert d.sent[-1][1] == SessionStateAnswer("t2", "S", imported)  # the export, before job 2's state is in
+
+
+def test_a_refused_assignment_keeps_the_restore_for_the_next_one():
+    d = Dispatcher()
+    d.receiveMsg_SessionStateRequest(SessionStateRequest("S", "t", STATE), "gw")
+    d.receiveMsg_WorkRequest(WorkRequest("b1", "chromium"), "supervisor")
+    _session_job(d, 1)
+    spec = d.assigned()[-1].job
+    assert spec.restore == STATE
+    d.receiveMsg_AssignRefused(AssignRefused("b1", spec.key), "supervisor")
+    d.receiveMsg_WorkRequest(WorkRequest("b1", "chromium"), "supervisor")
+    assert d.assigned()[-1].job.restore == STATE
+
+
+def test_a_cancelled_running_job_is_answered_at_once_its_browser_ended_and_its_late_result_dropped():
+    d = Dispatcher()
+    d.receiveMsg_WorkRequest(WorkRequest("b1", "chromium"), "supervisor")
+    d.receiveMsg_SubmitJob(SubmitJob(wire.JobRequest(url="http://x.test/", id="c"), tag=1), "gw")
+    d.receiveMsg_SubmitJob(SubmitJob(wire.JobRequest(url="http://x.test/", id="c"), tag=2), "gw")
+    key = d.assigned()[-1].job.key
+    d.receiveMsg_CancelRequest(CancelRequest("c", "t"), "gw")
+    assert [(a.status, a.error.code) for a in d.answers()] == [("failed", "cancelled")] * 2
+    assert ("supervisor", CancelAttempt("b1", key)) in d.sent and d.sent[-1][1] == CancelAnswer("t", "c", 2)
+    assert d.running == {"b1": key} and not d.queue  # its browser takes no other job until the attempt ends
+    d.receiveMsg_JobResult(JobResult("b1", key, Outcome("ok", result=OK.result)), "b1")
+    d.receiveMsg_BrowserGone(BrowserGone("b1", key, "cancelled"), "supervisor")
+    assert len(d.answers()) == 2 and not d.jobs and not d.running
