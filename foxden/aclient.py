@@ -166,6 +166,22 @@ class AsyncClient:
         reply = await self._request(rid, wire.EndLease(rid, lease_id))
         return {"lease": reply.lease, "existed": reply.existed}
 
+    async def cancel(self, id: str) -> dict:
+        """Cancel every unanswered job whose answer id is `id`; {"id": id, "found": bool} (see Client.cancel)."""
+        rid = next(self._rids)
+        reply = await self._request(rid, wire.Cancel(rid, id))
+        return {"id": reply.id, "found": reply.found}
+
+    async def export_session(self, session: str) -> dict | None:
+        """The session's storage state, or None (see Client.export_session)."""
+        rid = next(self._rids)
+        return (await self._request(rid, wire.SessionExport(rid, session))).state
+
+    async def import_session(self, session: str, state: dict) -> None:
+        """Make the next job of `session` start from `state` (see Client.import_session)."""
+        rid = next(self._rids)
+        await self._request(rid, wire.SessionImport(rid, session, state))
+
     # --- plumbing ------------------------------------------------------------
 
     async def _submit(self, req: wire.JobRequest) -> wire.Answer:

@@ -1,4 +1,5 @@
-"""The `foxden` command line: run, stop, submit, batch, status, session end, lease, node drain, demo."""
+"""The `foxden` command line: run, stop, submit, batch, cancel, status, session end/export/import, lease,
+node drain, demo."""
 from __future__ import annotations
 
 import argparse
@@ -417,6 +418,69 @@ def cmd_session_end(args) -> int:
     return EXIT_OK
 
 
+def _ask(config, call):
+    """Run call(client); ServerError -> exit 2 (bad request) or 1, unreachable -> 3. Returns (value, None) or (None, rc)."""
+    from foxden.client import ClientError, ServerError
+
+    with _client(config) as client:
+        try:
+            return call(client), None
+        except ServerError as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return None, EXIT_USAGE if exc.code in ("bad_field", "missing_field", "bad_input") else EXIT_JOB
+        except ClientError as exc:
+            print(f"foxden: {exc}", file=sys.stderr)
+            return None, EXIT_UNAVAILABLE
+
+
+def cmd_cancel(args) -> int:
+    reply, rc = _ask(_config(args), lambda client: client.cancel(args.id))
+    if reply is None:
+        return rc
+    if args.json:
+        print(json.dumps(reply))
+    else:
+        print(f"job {args.id}: " + ("cancelled" if reply["found"] else "not in flight (unknown, or already answered)"))
+    return EXIT_OK if reply["found"] else EXIT_JOB
+
+
+def cmd_session_export(args) -> int:
+    state, rc = _ask(_config(args), lambda client: client.export_session(args.id))
+    if rc is not None:
+        return rc
+    if state is None:
+        print(f"foxden: session {args.id}: the daemon keeps no state for it", file=sys.stderr)
+        return EXIT_JOB
+    text = json.dumps(state, indent=2)
+    if args.file == "-":
+        print(text)
+    else:
+        with open(args.file, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(f"session {args.id}: {len(state.get('cookies', []))} cookies, {len(state.get('origins', []))} origins "
+              f"written to {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_session_import(args) -> int:
+    from foxden.protocols.storage_state import BadState, check_state
+
+    config = _config(args)
+    try:
+        with (sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")) as f:
+            state = check_state(json.load(f))
+    except (OSError, ValueError) as exc:  # BadState and json's errors are ValueErrors
+        what = "" if isinstance(exc, BadState) else "not a storage-state JSON file: "
+        print(f"foxden: {args.file}: {what}{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _, rc = _ask(config, lambda client: client.import_session(args.id, state))
+    if rc is not None:
+        return rc
+    print(f"session {args.id}: its next job starts from {args.file} ({len(state['cookies'])} cookies, "
+          f"{len(state['origins'])} origins)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from foxden import demo
 
@@ -459,6 +523,31 @@ def _add_option_flags(s) -> None:
     o.add_argument("--pdf", metavar="FILE", help="write the page as PDF to FILE (Chromium only)")
 
 
+def _add_session_commands(sub, with_config) -> None:
+    """`foxden session end/export/import` and `foxden cancel`."""
+    se = sub.add_parser("session", help="manage sessions (named browser contexts)")
+    se_sub = se.add_subparsers(dest="session_command", required=True)
+    end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
+    end.add_argument("id", help="the session's name")
+    end.set_defaults(fn=cmd_session_end)
+    ex = with_config(se_sub.add_parser("export", help="write a session's storage state (Playwright's storage-state "
+                                       "JSON: cookies + localStorage) to FILE"))
+    ex.add_argument("id", help="the session's name")
+    ex.add_argument("file", help="where to write the JSON ('-': stdout)")
+    ex.set_defaults(fn=cmd_session_export)
+    im = with_config(se_sub.add_parser("import", help="make the next job of a session start from a storage-state "
+                                       "JSON file (e.g. Playwright's context.storage_state(path=...))"))
+    im.add_argument("id", help="the session's name")
+    im.add_argument("file", help="the JSON file to read ('-': stdin)")
+    im.set_defaults(fn=cmd_session_import)
+
+    c = with_config(sub.add_parser("cancel", help="cancel a queued or running job by its id; exit 0 if one was "
+                                   "cancelled, 1 if none was in flight"))
+    c.add_argument("id", help="the job's id as answered (its --id, or the id the daemon made up)")
+    c.add_argument("--json", action="store_true", help='print {"id": ..., "found": ...}')
+    c.set_defaults(fn=cmd_cancel)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="foxden", description="A supervised den of headless browsers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -499,11 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between redraws (default: 2)")
     st.set_defaults(fn=cmd_status)
 
-    se = sub.add_parser("session", help="manage sessions (named browser contexts)")
-    se_sub = se.add_subparsers(dest="session_command", required=True)
-    end = with_config(se_sub.add_parser("end", help="end a session after its submitted jobs; closes its context"))
-    end.add_argument("id", help="the session's name")
-    end.set_defaults(fn=cmd_session_end)
+    _add_session_commands(sub, with_config)
 
     nd = sub.add_parser("node", help="manage the nodes of a cluster (on the leader)")
     nd_sub = nd.add_subparsers(dest="node_command", required=True)

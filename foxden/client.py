@@ -181,6 +181,24 @@ class Client:
         reply = self._request(wire.EndLease(next(self._rids), lease_id))
         return {"lease": reply.lease, "existed": reply.existed}
 
+    def cancel(self, id: str) -> dict:
+        """Cancel every unanswered job whose answer id is `id` (each is answered failed/cancelled).
+
+        Returns {"id": id, "found": bool}; found is False when no job by that
+        id was queued or running (unknown, or already answered)."""
+        reply = self._request(wire.Cancel(next(self._rids), id))
+        return {"id": reply.id, "found": reply.found}
+
+    def export_session(self, session: str) -> dict | None:
+        """The session's storage state (Playwright's storage-state JSON shape) after its last answered job;
+        None when the daemon keeps none for it (unknown, or `[sessions] persist = false`)."""
+        return self._request(wire.SessionExport(next(self._rids), session)).state
+
+    def import_session(self, session: str, state: dict) -> None:
+        """Make the next job of `session` start from `state` (Playwright's storage-state shape: a dict as
+        `context.storage_state()` returns, or as its JSON file holds); ServerError bad_field names a bad field."""
+        self._request(wire.SessionImport(next(self._rids), session, state))
+
     # --- plumbing ------------------------------------------------------------
 
     def _request(self, msg):

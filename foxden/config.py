@@ -138,6 +138,7 @@ class SessionsConfig:
 
     max: int = 256
     idle_s: float = 300.0
+    persist: bool = True  # snapshot a session's storage state after each job; restore it on another browser
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,8 @@ def parse_config(data: dict, *, base_dir: Path, source: Path | None = None) -> C
         metrics=MetricsConfig(port=s["metrics"].integer("port", 0, *_PORT)),
         recycle=_recycle(s["recycle"]),
         sessions=SessionsConfig(max=s["sessions"].integer("max", 256, 1),
-                                idle_s=s["sessions"].number("idle_s", 300.0, gt=0)),
+                                idle_s=s["sessions"].number("idle_s", 300.0, gt=0),
+                                persist=s["sessions"].boolean("persist", True)),
         leases=_leases(s["leases"]),
         http=_http(s["http"], s["daemon"]),
         source=source,

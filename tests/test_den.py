@@ -224,7 +224,7 @@ def test_sessions_keep_cookies_and_run_in_order(make_daemon, site):
 
 
 def test_session_lost_with_its_browser(make_daemon, site):
-    d = make_daemon({"pool": {"size": 1}})
+    d = make_daemon({"pool": {"size": 1}, "sessions": {"persist": False}})  # persisted: see test_sessions.py
     with d.client() as c:
         first = c.submit(site.url("/cookie/set?v=x"), session="S")
     os.kill(next(ch for ch in d.status()["children"])["pid"], signal.SIGKILL)

@@ -13,8 +13,9 @@ R = ExitReason
 # The specification, written out independently of the enum's code.
 ABNORMAL = {R.CRASH, R.TIMEOUT, R.UNRESPONSIVE, R.LAUNCH_FAILED, R.NODE_LOST}  # node_lost: docs/cluster.md
 COUNTED = {R.CRASH, R.UNRESPONSIVE, R.LAUNCH_FAILED, R.NODE_LOST}  # a timeout is the job's fault: restarted, not counted
-NOT_RETRYING = {R.TIMEOUT, R.SHUTDOWN,  # the job had its time; nothing is left to run it
+NOT_RETRYING = {R.TIMEOUT, R.SHUTDOWN, R.CANCELLED,  # the job had its time; nothing is left to run it
                 R.LEASE_EXPIRED, R.LEASE_IDLE, R.LEASE_ENDED}  # a leased browser runs no job
+RETIREMENTS = {R.RECYCLED_JOBS, R.RECYCLED_AGE, R.RECYCLED_MEMORY, R.DEGRADED, R.IDLE, R.REPAIRED, R.CANCELLED}
 
 
 @pytest.mark.parametrize("reason", list(ExitReason))
@@ -22,6 +23,7 @@ def test_each_reason_answers_the_three_questions(reason):
     assert reason.is_normal is (reason not in ABNORMAL)
     assert reason.counts_toward_intensity is (reason in COUNTED)
     assert reason.retries_job is (reason not in NOT_RETRYING)
+    assert reason.is_retirement is (reason in RETIREMENTS)  # replaced at once, the restart policy not consulted
 
 
 def test_sibling_stops_name_the_strategy_that_caused_them():

@@ -11,6 +11,7 @@ from foxden.actors.base import FoxdenActor, OnFailure, fault_point
 from foxden.drivers import BrowserDied, open_driver, results
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.exits import ExitReason
+from foxden.protocols import storage_state
 from foxden.protocols.messages import (
     BrowserReady,
     BrowserStarted,
@@ -180,6 +181,19 @@ class BrowserActor(FoxdenActor):
         if msg.job.answer_to is not None:
             # Straight to the dispatcher, first: the supervisor gets a small
             # notice, so a large result is unpickled in one process only.
-            self.send(msg.job.answer_to, JobResult(self._id, msg.job.key, outcome))
+            state, state_error = self._session_state(msg.job) if msg.job.keep_state else (None, "")
+            self.send(msg.job.answer_to, JobResult(self._id, msg.job.key, outcome, state, state_error))
             outcome = None
         self.send(sender, JobDone(self._id, msg.job.key, outcome, self._driver.sessions()))
+
+    def _session_state(self, job) -> tuple[dict | None, str]:
+        """The session's storage state after its job, or why there is none (the dispatcher keeps the latest)."""
+        try:
+            state = self._driver.storage_state(job.session)
+        except Exception as exc:  # the session then falls back to session_lost semantics; the job's answer stands
+            log.warning("session %s: could not read its storage state: %s: %s", job.session, type(exc).__name__, exc)
+            return None, f"reading it failed: {type(exc).__name__}"
+        if state is None:
+            return None, ""
+        big = storage_state.too_large(state)
+        return (None, big) if big else (state, "")

@@ -14,12 +14,16 @@ from thespian.actors import WakeupMessage
 
 from foxden import logs
 from foxden.actors.base import FoxdenActor, OnFailure, fault_point
-from foxden.protocols import jobcheck, wire
+from foxden.actors.sessionbook import cancel_matches, with_context_options
+from foxden.protocols import jobcheck, storage_state, wire
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
     Assign,
     AssignRefused,
     BrowserGone,
+    CancelAnswer,
+    CancelAttempt,
+    CancelRequest,
     Demand,
     Drain,
     Drained,
@@ -33,11 +37,14 @@ from foxden.protocols.messages import (
     PoolFailed,
     PoolStopped,
     SessionEndAnswer,
+    SessionStateAnswer,
+    SessionStateRequest,
     StateQuery,
     StopPool,
     SubmitJob,
     WorkRequest,
 )
+from foxden.protocols.options import DEFAULT as DEFAULT_OPTIONS, JobOptions
 from foxden.protocols.urls import check_url
 
 log = logging.getLogger("foxden.dispatcher")
@@ -65,6 +72,8 @@ class Job:
     tries: list[str] = field(default_factory=list)  # browsers of started attempts
     queued_at: float = 0.0
     end: bool = False  # not a page: end the session's context (an end_session request, or its idle expiry)
+    options: JobOptions = DEFAULT_OPTIONS  # its page options, as validated at intake
+    restored: dict | None = None  # the state its last attempt was sent to restore (put back if refused)
 
     @property
     def session(self) -> str | None:
@@ -113,6 +122,15 @@ class DispatcherActor(FoxdenActor):
         # [sessions] max, and one unused for [sessions] idle_s is ended.
         self.session_used: dict[str, float] = {}  # live session -> last submit or answer (monotonic)
         self.session_jobs: Counter = Counter()  # live session -> its unanswered jobs
+        # Persistent sessions ([sessions] persist): a session's storage state
+        # after its last answered job (present: the session can be restored on
+        # any browser, so it is never lost), the sessions whose next job must
+        # make its context afresh from that state (its browser ended, or a
+        # state was imported), and the context options it started with.
+        self.persist = True
+        self.snapshots: dict[str, dict] = {}
+        self.restore_next: set[str] = set()
+        self.session_context: dict[str, tuple] = {}
         self.pool_error: str | None = None
         self.draining = False
         self.drain_reply = None
@@ -130,6 +148,7 @@ class DispatcherActor(FoxdenActor):
 
     def receiveMsg_InitDispatcher(self, msg: InitDispatcher, sender) -> None:
         self.config, self.supervisor, self.engine = msg.config, msg.supervisor, msg.engine
+        self.persist = self.config.sessions.persist
         self.elastic = self.config.pool.min != self.config.pool.max
         self.wakeupAfter(self.config.watchdog.interval_s, payload=TICK)
         self.send(sender, Initialized("dispatcher", os.getpid()))
@@ -147,6 +166,7 @@ class DispatcherActor(FoxdenActor):
             status, error = refusal
             self._answer(job, status, error=error)
             return
+        job.options = jobcheck.options_of(req)  # valid: _refusal checked them
         self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
@@ -165,6 +185,56 @@ class DispatcherActor(FoxdenActor):
             self.send(sender, SessionEndAnswer(msg.tag, msg.session, False))
         else:
             self._end_session(msg.session, msg.tag, sender)
+
+    # --- cancel and session state (issue #14) --------------------------------------------
+
+    def receiveMsg_CancelRequest(self, msg: CancelRequest, sender) -> None:
+        keys = cancel_matches(((k, j.request.id, j.end) for k, j in self.jobs.items()), msg.id)
+        for key in keys:
+            self._cancel(self.jobs[key])
+        self.send(sender, CancelAnswer(msg.tag, msg.id, len(keys)))
+
+    def _cancel(self, job: Job) -> None:
+        """Answer a job failed/cancelled now; a running attempt's browser is ended (CancelAttempt).
+
+        Its browser stays in `running` until the supervisor's BrowserGone (or
+        JobFinished, if the attempt ended before the cancel reached it): no
+        other job is given to it meanwhile, and the attempt's late JobResult
+        finds no job to answer."""
+        browser = next((b for b, k in self.running.items() if k == job.key), None)
+        if job.key in self.queue:
+            self.queue.remove(job.key)
+        elif browser is not None:
+            self.send(self.supervisor, CancelAttempt(browser, job.key))
+        where = "queued" if browser is None else f"running on browser {browser}, which is replaced"
+        with logs.context(job=job.request.id or job.key, session=job.session, browser=browser):
+            log.info("job %s: cancelled (%s)", job.key, where)
+        self._answer(job, "failed", browser=browser,
+                     error=ErrorCode.CANCELLED.error(f"cancelled by a client's request while {where}"))
+
+    def receiveMsg_SessionStateRequest(self, msg: SessionStateRequest, sender) -> None:
+        if msg.state is None:  # export: the state after the session's last answered job
+            self.send(sender, SessionStateAnswer(msg.tag, msg.session, self.snapshots.get(msg.session)))
+            return
+        error = self._import_refusal(msg.session, msg.state)
+        if error is None:
+            self.snapshots[msg.session] = msg.state
+            self.restore_next.add(msg.session)
+            self.lost_sessions.pop(msg.session, None)
+            self.session_used[msg.session] = time.monotonic()  # live: counted, and ended when unused
+            log.info("session %s: imported a storage state (%d cookies, %d origins)", msg.session,
+                     storage_state.cookie_count(msg.state), len(msg.state.get("origins", ())))
+        self.send(sender, SessionStateAnswer(msg.tag, msg.session, error=error, imported=True))
+
+    def _import_refusal(self, session: str, state: dict) -> wire.ErrorInfo | None:
+        if self.draining:
+            return ErrorCode.SHUTTING_DOWN.error("the daemon is shutting down")
+        most = self.config.sessions.max
+        if session not in self.session_used and len(self.session_used) >= most:
+            return ErrorCode.TOO_MANY_SESSIONS.error(f"{len(self.session_used)} sessions are open "
+                                                     f"([sessions] max = {most})")
+        big = storage_state.too_large(state)
+        return None if big is None else ErrorCode.BAD_INPUT.error(f"state: {big}")
 
     def _end_session(self, session: str, tag, reply_to) -> None:
         """Queue the end of a session behind its jobs: it runs on the browser that holds the session
@@ -232,7 +302,11 @@ class DispatcherActor(FoxdenActor):
                 continue
             home = self.session_home.get(session)
             if job.end and home is None and session not in busy_sessions:
-                self._answer(job, "failed", error=ErrorCode.UNKNOWN_SESSION.error(f"no browser holds session {session}"))
+                if session in self.snapshots:  # persisted, its context in no browser: ending it forgets it
+                    self._answer(job, "ok")
+                else:
+                    self._answer(job, "failed",
+                                 error=ErrorCode.UNKNOWN_SESSION.error(f"no browser holds session {session}"))
                 continue
             if session in busy_sessions or (home is not None and home not in self.idle):
                 # Its predecessor still runs, or its browser is busy with
@@ -259,13 +333,42 @@ class DispatcherActor(FoxdenActor):
         # Random jitter per attempt: a burst of jobs that all hang must not
         # time out (and kill their browsers) in the same instant (seed, 7.3).
         budget = timeout + self.random.uniform(0.0, self.config.jobs.jitter_s)
+        new_session = req.new_session and len(job.tries) == 1
+        options, restore = self._session_options(job, new_session)
         spec = JobSpec(
             key=job.key, id=req.id or job.key, url=req.url, eval=req.eval, wait_for=req.wait_for,
-            timeout_s=timeout, session=req.session, new_session=req.new_session and len(job.tries) == 1,
-            screenshot=req.screenshot, answer_to=self.myAddress, end_session=job.end,
-            options=jobcheck.options_of(req),
+            # A context made from a state replaces any the browser holds for the session.
+            timeout_s=timeout, session=req.session, new_session=new_session or restore is not None,
+            screenshot=req.screenshot, answer_to=self.myAddress, end_session=job.end, options=options,
+            restore=restore, keep_state=self.persist and job.session is not None and not job.end,
         )
         self.send(self.supervisor, Assign(browser, spec, budget))
+
+    def _session_options(self, job: Job, new_session: bool) -> tuple[JobOptions, dict | None]:
+        """The options an attempt runs with and the state its session's context is made from (if afresh).
+
+        A session's first job (or a new_session one) fixes its context options
+        and, persisted, starts it from the empty state; a later job gets the
+        session's context options, and the kept state when its context must be
+        made afresh (restore_next)."""
+        session = job.session
+        if session is None or job.end:
+            return job.options, None
+        if new_session or session not in self.session_context:
+            self.session_context[session] = job.options.context_options
+            if new_session:
+                self.restore_next.discard(session)
+                self.snapshots.pop(session, None)
+            if self.persist:
+                self.snapshots.setdefault(session, storage_state.EMPTY)
+        restore = None
+        if session in self.restore_next:
+            self.restore_next.discard(session)
+            restore = self.snapshots.get(session)
+            if not self.persist:
+                self.snapshots.pop(session, None)  # an import, used once: nothing keeps it up to date
+        job.restored = restore
+        return with_context_options(job.options, self.session_context[session]), restore
 
     def receiveMsg_AssignRefused(self, msg: AssignRefused, sender) -> None:
         self._attempt_ended(msg.browser, forget=msg.gone)
@@ -275,6 +378,9 @@ class DispatcherActor(FoxdenActor):
         if job is not None:
             if job.tries and job.tries[-1] == msg.browser:
                 job.tries.pop()  # it never started: not an attempt
+            if job.restored is not None:  # its context was to be made from this state: still to be
+                self.restore_next.add(job.session)
+                self.snapshots.setdefault(job.session, job.restored)
             self.queue.appendleft(job.key)
         self._pump()
 
@@ -315,8 +421,21 @@ class DispatcherActor(FoxdenActor):
             log.info("job %s: dropped a late result from browser %s", msg.job_key, msg.browser)
             return
         if job is not None:
+            self._keep_state(job, msg)
             self._answer_outcome(job, msg.outcome, msg.browser)
         self._maybe_stop_pool()
+
+    def _keep_state(self, job: Job, msg: JobResult) -> None:
+        """Keep the session's storage state the attempt brought (persisted sessions only)."""
+        session = job.session
+        if not self.persist or session is None or job.end or session in self.restore_next:
+            return  # restore_next: a state imported meanwhile wins over the one this job left
+        if msg.state is not None:
+            self.snapshots[session] = msg.state
+        elif msg.state_error and self.snapshots.pop(session, None) is not None:
+            with logs.context(job=job.request.id or job.key, session=session):
+                log.warning("session %s: its snapshot is dropped (%s); it is lost if its browser ends",
+                            session, msg.state_error)
 
     def _answer_outcome(self, job: Job, outcome, browser: str) -> None:
         fault_point("dispatcher.answer_outcome", job.request.id)
@@ -331,6 +450,9 @@ class DispatcherActor(FoxdenActor):
         for session, home in list(self.session_home.items()):
             if home == msg.browser:
                 del self.session_home[session]
+                if session in self.snapshots:  # persisted: its next job is restored on another browser
+                    self.restore_next.add(session)
+                    continue
                 self.lost_sessions[session] = f"browser {msg.browser} ended ({msg.reason})"
                 self._forget_if_dead(session)
         while len(self.lost_sessions) > LOST_SESSIONS_KEPT:
@@ -359,7 +481,7 @@ class DispatcherActor(FoxdenActor):
         elif not msg.exit.retries_job or self.draining:
             self._answer(job, "failed", browser=msg.browser,
                          error=ErrorCode.SHUTTING_DOWN.error(f"the daemon stopped during the job; {where}"))
-        elif job.session is not None and not job.request.new_session:
+        elif job.session is not None and not job.request.new_session and job.session not in self.snapshots:
             self._answer(job, "failed", browser=msg.browser,
                          error=ErrorCode.BROWSER_CRASHED.error(f"{where}; session {job.session} was lost with it"))
         elif len(job.tries) <= self.config.jobs.retries and self.pool_error is None:
@@ -463,12 +585,16 @@ class DispatcherActor(FoxdenActor):
             self.session_used[session] = time.monotonic()
         if job.end and status == "ok":
             self.session_home.pop(session, None)  # its context is closed (had its browser died, so had its home)
+            self.snapshots.pop(session, None)
         self._forget_if_dead(session)
         return job.end
 
     def _forget_if_dead(self, session: str) -> None:
-        if session not in self.session_jobs and session not in self.session_home:
+        """Forget a session that has no context, no unanswered job and no kept state."""
+        if session not in self.session_jobs and session not in self.session_home and session not in self.snapshots:
             self.session_used.pop(session, None)
+            self.session_context.pop(session, None)
+            self.restore_next.discard(session)
 
     def _answer_end(self, job: Job, status: str, error) -> None:
         gone = status == "ok" or (error is not None and error.code in SESSION_GONE)

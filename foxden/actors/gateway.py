@@ -19,6 +19,8 @@ from foxden.actors.base import FoxdenActor
 from foxden.protocols import wire
 from foxden.protocols.errors import ErrorCode
 from foxden.protocols.messages import (
+    CancelAnswer,
+    CancelRequest,
     CloseGateway,
     EndLeaseRequest,
     EndSessionRequest,
@@ -29,6 +31,8 @@ from foxden.protocols.messages import (
     LeaseEndAnswer,
     LeaseRequest,
     SessionEndAnswer,
+    SessionStateAnswer,
+    SessionStateRequest,
     StatusQuery,
     StatusReport,
     SubmitJob,
@@ -303,7 +307,8 @@ class GatewayActor(FoxdenActor):
             conn.closing = True
             return
         conn.greeted = True
-        if isinstance(item, (wire.Submit, wire.StatusRequest, wire.EndSession, wire.Lease, wire.EndLease)):
+        if isinstance(item, (wire.Submit, wire.StatusRequest, wire.EndSession, wire.Lease, wire.EndLease, wire.Cancel,
+                             wire.SessionExport, wire.SessionImport)):
             self._take(conn, item)
         elif isinstance(item, wire.Ping):
             self._reply(conn, wire.Pong(item.rid))
@@ -329,6 +334,10 @@ class GatewayActor(FoxdenActor):
             self.send(self.supervisor, LeaseRequest(tag, item.engine, item.ttl_s, item.idle_s))
         elif isinstance(item, wire.EndLease):
             self.send(self.supervisor, EndLeaseRequest(tag, item.lease))
+        elif isinstance(item, wire.Cancel):
+            self.send(self.dispatcher, CancelRequest(item.id, tag))
+        elif isinstance(item, (wire.SessionExport, wire.SessionImport)):
+            self.send(self.dispatcher, SessionStateRequest(item.session, tag, getattr(item, "state", None)))
         else:
             # One status query at a time for all connections: requests that
             # arrive while it runs share its answer (a snapshot and a /proc
@@ -365,6 +374,19 @@ class GatewayActor(FoxdenActor):
     def receiveMsg_LeaseEndAnswer(self, msg: LeaseEndAnswer, sender) -> None:
         cid, rid = msg.tag
         self._deliver(cid, wire.LeaseEnded(rid, msg.lease, msg.existed))
+
+    def receiveMsg_CancelAnswer(self, msg: CancelAnswer, sender) -> None:
+        cid, rid = msg.tag
+        self._deliver(cid, wire.Cancelled(rid, msg.id, msg.count > 0))
+
+    def receiveMsg_SessionStateAnswer(self, msg: SessionStateAnswer, sender) -> None:
+        cid, rid = msg.tag
+        if msg.error is not None:
+            self._deliver(cid, wire.ErrorReply(rid, msg.error.code, msg.error.message))
+        elif msg.imported:
+            self._deliver(cid, wire.SessionImported(rid, msg.session))
+        else:
+            self._deliver(cid, wire.SessionState(rid, msg.session, msg.state))
 
     def _deliver(self, cid: int, reply) -> None:
         conn = self.by_cid.get(cid)

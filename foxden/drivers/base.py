@@ -43,6 +43,12 @@ class Driver:
         """Close session's context; False if this browser held none by that name."""
         raise NotImplementedError
 
+    def storage_state(self, session: str) -> dict | None:
+        """The session's cookies and localStorage in Playwright's storage-state shape; None if no context holds it.
+
+        A JobSpec with `restore` makes the session's context afresh from such a state."""
+        return None
+
     def close(self, timeout_s: float) -> None:
         """Close politely, then by force; idempotent; returns within ~timeout_s."""
         raise NotImplementedError

@@ -29,6 +29,7 @@ __all__ = ["ChromiumDriver", "from_deep", "LOG_NAME", "LOG_MAX_BYTES"]
 
 log = logging.getLogger("foxden.chromium")
 
+STATE_TIMEOUT_S = 5.0  # reading a session's cookies after its job
 LOG_NAME = "chromium.log"  # the browser's stderr, inside its temp dir (removed with it)
 _LOG_TAIL = 2000
 # Chromium logs a line now and then for as long as it runs; a browser that
@@ -447,10 +448,12 @@ class ChromiumDriver(Driver):
         if job.session:
             self._contexts[job.session] = context
             self._session_options[job.session] = options
+            self._restore_state(job, context, deadline)
         return context
 
     def _release(self, page: _Page | None, target: str | None, context: str | None, job: JobSpec) -> None:
         """Dispose of the job's context (a session's context lives on: only its page goes)."""
+        self._remember_local_storage(page, job)  # issue #14: persistent sessions (foxden.drivers.storage)
         if page is not None:
             self._pages.pop(page.session, None)
         if self._pipe is None or self._pipe.closed:
@@ -477,6 +480,40 @@ class ChromiumDriver(Driver):
         if "exceptionDetails" in reply:
             raise _EvalError(_exception_text(reply["exceptionDetails"]))
         return from_deep(reply.get("result", {}).get("deepSerializedValue", {"type": "undefined"}))
+
+    # --- a session's storage state (issue #14; the CDP work is foxden.drivers.storage) ---
+
+    def storage_state(self, session: str) -> dict | None:
+        """The session's cookies and localStorage (Playwright's storage-state shape); None: no such context."""
+        context = self._contexts.get(session)
+        if context is None or self._pipe is None:
+            return None
+        store = self._storage_store()
+        for gone in [s for s in store.local if s not in self._contexts]:
+            store.forget(gone)
+        try:
+            return store.read(session, context, time.monotonic() + STATE_TIMEOUT_S)
+        except PipeClosed as exc:
+            raise BrowserDied(f"browser died while reading session {session}'s state: {exc}") from None
+
+    def _restore_state(self, job: JobSpec, context: str, deadline: float) -> None:
+        """A new session context: nothing kept of its localStorage yet; made from job.restore when given."""
+        store = self._storage_store()
+        store.forget(job.session)
+        if job.restore is not None:
+            store.write(job.session, context, job.restore, deadline)
+
+    def _remember_local_storage(self, page: _Page | None, job: JobSpec) -> None:
+        """Before a session's job page closes: keep its origin's localStorage (for storage_state)."""
+        if job.session and page is not None and not page.gone() and self._pipe is not None and not self._pipe.closed:
+            self._storage_store().remember(job.session, page.session)
+
+    def _storage_store(self):
+        from foxden.drivers.storage import CdpStorage
+
+        if getattr(self, "_storage", None) is None:
+            self._storage = CdpStorage(self._pipe)
+        return self._storage
 
 
 # The Network events that count a page's requests in flight (networkidle).

@@ -201,9 +201,11 @@ class PlaywrightDriver(Driver):
         if ctx is None:
             # A session's context keeps the proxy and identity of the job that opened it.
             ctx = self._contexts[job.session] = self._browser.new_context(**kwargs)
+            self._restore_state(job, ctx)
         return ctx
 
     def _release(self, page, context, job: JobSpec) -> None:
+        self._remember_local_storage(page, job)  # issue #14: persistent sessions (foxden.drivers.storage)
         try:
             if context is not None and not job.session:
                 context.close()  # closes its page too: one call, not two
@@ -211,6 +213,56 @@ class PlaywrightDriver(Driver):
                 page.close()  # a session's context lives on; only its page goes
         except Exception:
             pass  # a dead browser is noticed by the caller or the next heartbeat
+
+
+    # --- a session's storage state (issue #14) ----------------------------------------
+
+    def storage_state(self, session: str) -> dict | None:
+        """The session's cookies now and the localStorage its job pages had (Playwright's storage-state shape).
+
+        Not context.storage_state(): with no page open it opens one per origin
+        to read localStorage (seconds on Firefox); the job's page is read
+        instead, just before it closes (_remember_local_storage)."""
+        context = self._contexts.get(session)
+        if context is None:
+            return None
+        for gone in [s for s in self._local_storage() if s not in self._contexts]:
+            del self._local[gone]
+        try:
+            cookies = context.cookies()
+        except Exception as exc:
+            if not self.alive():
+                raise BrowserDied(f"browser died while reading session {session}'s state") from None
+            raise RuntimeError(results.first_line(exc)) from None
+        from foxden.drivers.storage import playwright_state
+
+        return playwright_state(cookies, self._local_storage().get(session, {}))
+
+    def _restore_state(self, job: JobSpec, context) -> None:
+        """A new session context: nothing kept of its localStorage yet; made from job.restore when given."""
+        from foxden.drivers.storage import playwright_apply
+
+        self._local_storage()[job.session] = {}
+        if job.restore is not None:
+            self._local[job.session] = playwright_apply(context, job.restore)
+
+    def _remember_local_storage(self, page, job: JobSpec) -> None:
+        """Before a session's job page closes: keep its origin's localStorage (for storage_state)."""
+        if not job.session or page is None:
+            return
+        from foxden.drivers.storage import READ_PAGE
+
+        try:
+            value = page.evaluate(READ_PAGE)
+        except Exception:
+            return  # a page that cannot answer keeps what was kept
+        if isinstance(value, list) and len(value) == 2 and str(value[0]).startswith(("http://", "https://")):
+            self._local_storage().setdefault(job.session, {})[value[0]] = value[1]
+
+    def _local_storage(self) -> dict:
+        if getattr(self, "_local", None) is None:
+            self._local: dict[str, dict[str, list]] = {}  # session -> origin -> [{name, value}]
+        return self._local
 
 
 def _screenshot(page, options, timeout_ms: float) -> bytes:

@@ -50,6 +50,12 @@ class GuardedDriver(Driver):
     def sessions(self) -> tuple[str, ...]:
         return self._driver.sessions()
 
+    def end_session(self, session: str) -> bool:
+        return self._driver.end_session(session)
+
+    def storage_state(self, session: str) -> dict | None:
+        return self._driver.storage_state(session)
+
     def run(self, job: JobSpec, budget_s: float) -> Outcome:
         refused = proxy_refused(job.options.proxy, self._policy)
         if refused is not None:

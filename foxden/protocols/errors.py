@@ -92,6 +92,8 @@ class ErrorCode(str, enum.Enum):
                     "the session's browser died; submit with `new_session` to start it afresh")
     SESSION_ENDED = ("session_ended", _C, _A,
                      "the session was ended by the client, or expired after `[sessions] idle_s`")
+    CANCELLED = ("cancelled", _C, _A,
+                 "a `cancel` request named the job; a running job's browser was replaced")
     INTERNAL_ERROR = ("internal_error", _D, _A, "a bug in foxden; the job was answered instead of lost")
     # --- HTTP API only (docs/http.md); the wire's own codes are used there too ----------------
     BAD_JSON = ("bad_json", _C, _H, "the request body is not one JSON object (or repeats a key)")

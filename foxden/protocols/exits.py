@@ -35,6 +35,8 @@ class ExitReason(StrEnum):
     DEGRADED = "degraded"  # its jobs got much slower than the rest of the pool's
     IDLE = "idle"  # an elastic pool shrinking
     REPAIRED = "repaired"  # the supervisor's handler for its job's end failed: replaced, never left half-known
+    # Killed mid-job on purpose, and replaced like a retirement: not the browser's fault.
+    CANCELLED = "cancelled"  # its job was cancelled by a client (CancelAttempt); the job is not retried
     # Sibling stops: stopped as part of another child's group restart.
     SIBLING_ONE_FOR_ALL = "sibling_one_for_all"
     SIBLING_REST_FOR_ONE = "sibling_rest_for_one"
@@ -64,9 +66,11 @@ class ExitReason(StrEnum):
     def retries_job(self) -> bool:
         """The job it interrupted may run again on another browser (if it has tries left).
 
-        Not after a timeout (the job had its time) nor at shutdown (nothing
-        will run it); a sibling stop or a crash is not the job's doing."""
-        return self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN) and self not in _LEASE_ENDS
+        Not after a timeout (the job had its time), at shutdown (nothing
+        will run it) nor after a cancel (its client wants no more of it); a
+        sibling stop or a crash is not the job's doing."""
+        return (self not in (ExitReason.TIMEOUT, ExitReason.SHUTDOWN, ExitReason.CANCELLED)
+                and self not in _LEASE_ENDS)
 
     @property
     def ends_lease(self) -> bool:
@@ -100,6 +104,6 @@ class ExitReason(StrEnum):
 _FAILURES = frozenset({ExitReason.CRASH, ExitReason.TIMEOUT, ExitReason.UNRESPONSIVE, ExitReason.LAUNCH_FAILED,
                        ExitReason.NODE_LOST})
 _RETIREMENTS = frozenset({ExitReason.RECYCLED_JOBS, ExitReason.RECYCLED_AGE, ExitReason.RECYCLED_MEMORY,
-                          ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED})
+                          ExitReason.DEGRADED, ExitReason.IDLE, ExitReason.REPAIRED, ExitReason.CANCELLED})
 _LEASE_ENDS = frozenset({ExitReason.LEASE_EXPIRED, ExitReason.LEASE_IDLE, ExitReason.LEASE_ENDED})
 _SIBLING_STRATEGIES = {ExitReason.SIBLING_ONE_FOR_ALL: "one_for_all", ExitReason.SIBLING_REST_FOR_ONE: "rest_for_one"}

@@ -36,6 +36,12 @@ class JobSpec:
     answer_to: Any = None
     end_session: bool = False  # not a page: close `session`'s context (see Driver.end_session)
     options: JobOptions = DEFAULT_OPTIONS  # the job's page options (foxden.protocols.options, issue #14)
+    # Persistent sessions ([sessions] persist): a storage state (Playwright's
+    # shape, foxden.protocols.storage_state) the session's context is made
+    # from afresh (on a browser that did not hold it, or after an import);
+    # keep_state: take the session's state after the job (JobResult.state).
+    restore: dict | None = None
+    keep_state: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,43 @@ class SessionEndAnswer:
 
 
 @dataclass(frozen=True)
+class CancelRequest:
+    """Gateway -> dispatcher: cancel every unanswered job whose answer id is `id`. One CancelAnswer follows."""
+
+    id: str
+    tag: Any
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    """Dispatcher -> gateway: how many jobs a CancelRequest ended (0: none in flight by that id)."""
+
+    tag: Any
+    id: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SessionStateRequest:
+    """Gateway -> dispatcher: export (`state` None) or import a session's storage state. A SessionStateAnswer follows."""
+
+    session: str
+    tag: Any
+    state: dict | None = None  # import: checked by foxden.protocols.storage_state on the wire
+
+
+@dataclass(frozen=True)
+class SessionStateAnswer:
+    """Dispatcher -> gateway: the exported state (None: no such session, or none kept), or an import's `error`."""
+
+    tag: Any
+    session: str
+    state: dict | None = None
+    error: Any = None  # wire.ErrorInfo
+    imported: bool = False  # the answer to an import (else to an export)
+
+
+@dataclass(frozen=True)
 class StatusQuery:
     """Anyone -> admin: asks for a full status report (a StatusReport follows)."""
 
@@ -219,6 +262,21 @@ class JobResult:
     browser: str
     job_key: str
     outcome: Outcome
+    # JobSpec.keep_state: the session's storage state after the attempt, or
+    # why there is none (too large, the driver failed to read it).
+    state: dict | None = None
+    state_error: str = ""
+
+
+@dataclass(frozen=True)
+class CancelAttempt:
+    """Dispatcher -> supervisor: the job of attempt (browser, job_key) was cancelled: end its browser.
+
+    Ignored unless the browser still runs that attempt; the exit reason is
+    ExitReason.CANCELLED (not a failure, the job is not retried)."""
+
+    browser: str
+    job_key: str
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,62 @@ class LeaseEnded:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """Client -> server: cancel every unanswered job whose answer id is `id` (its client id, or the
+    daemon's key when it had none); a Cancelled with `rid` follows."""
+
+    rid: int
+    id: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Server -> client: the answer to Cancel; `found` is False when no job by that id was in flight
+    (unknown, or already answered). Each cancelled job is answered failed/cancelled."""
+
+    rid: int
+    id: str
+    found: bool
+
+
+@dataclass(frozen=True)
+class SessionExport:
+    """Client -> server: the storage state of `session` (Playwright's storage-state JSON shape);
+    a SessionState with `rid` follows."""
+
+    rid: int
+    session: str
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """Server -> client: the answer to SessionExport; `state` is nil when the daemon holds none
+    for that session."""
+
+    rid: int
+    session: str
+    state: dict | None = None
+
+
+@dataclass(frozen=True)
+class SessionImport:
+    """Client -> server: the next job of `session` starts from `state` (Playwright's storage-state
+    JSON shape); a SessionImported with `rid` follows."""
+
+    rid: int
+    session: str
+    state: dict
+
+
+@dataclass(frozen=True)
+class SessionImported:
+    """Server -> client: the answer to SessionImport."""
+
+    rid: int
+    session: str
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     """Server -> client: a request could not be taken; `rid` is None when the
     offending frame had no usable rid. Codes are ProtocolError's plus "unauthorized"."""
@@ -287,7 +343,8 @@ class ErrorReply:
 
 
 Message = Union[Hello, Welcome, Submit, Result, StatusRequest, StatusReply, Ping, Pong, EndSession, SessionEnded,
-                ErrorReply, Lease, Leased, EndLease, LeaseEnded]
+                Lease, Leased, EndLease, LeaseEnded, Cancel, Cancelled, SessionExport, SessionState, SessionImport,
+                SessionImported, ErrorReply]
 
 
 # --- field checks ------------------------------------------------------------
@@ -454,6 +511,15 @@ def _proxy_form(value: Any, path: str) -> Any:
     raise _bad(path, "a proxy URL string or a map {server, username?, password?}", value)
 
 
+def _storage_state(value: Any, path: str) -> dict:
+    from foxden.protocols.storage_state import BadState, check_state
+
+    try:
+        return check_state(value, path)
+    except BadState as exc:
+        raise ProtocolError(ErrorCode.BAD_FIELD, str(exc)) from None
+
+
 # --- the table ---------------------------------------------------------------
 
 _MISSING = dataclasses.MISSING
@@ -582,6 +648,12 @@ _MESSAGES: dict[str, _Spec] = {
     "pong": _spec(Pong, {"rid": _rid}),
     "end_session": _spec(EndSession, {"rid": _rid, "session": _str(1, _MAX_NAME)}),
     "session_ended": _spec(SessionEnded, {"rid": _rid, "session": _text, "existed": _bool}),
+    "cancel": _spec(Cancel, {"rid": _rid, "id": _str(1, _MAX_NAME)}),
+    "cancelled": _spec(Cancelled, {"rid": _rid, "id": _text, "found": _bool}),
+    "session_export": _spec(SessionExport, {"rid": _rid, "session": _str(1, _MAX_NAME)}),
+    "session_state": _spec(SessionState, {"rid": _rid, "session": _text, "state": _nullable(_storage_state)}),
+    "session_import": _spec(SessionImport, {"rid": _rid, "session": _str(1, _MAX_NAME), "state": _storage_state}),
+    "session_imported": _spec(SessionImported, {"rid": _rid, "session": _text}),
     "error": _spec(ErrorReply, {"rid": _nullable(_rid), "code": _text, "message": _text}),
     "lease": _spec(Lease, {"rid": _rid, "engine": _nullable(_one_of("camoufox", "chromium", "firefox")),
                            "ttl_s": _nullable(_number(positive=True)), "idle_s": _nullable(_number(positive=True))}),

@@ -19,6 +19,7 @@ from foxden.protocols.messages import (
     BrowserGone,
     BrowserReady,
     BrowserStarted,
+    CancelAttempt,
     Demand,
     Dying,
     Initialized,
@@ -251,6 +252,13 @@ class SupervisorActor(Leasing, FoxdenActor):
             self._request_stop(child, ExitReason.SHUTDOWN)
         elif retire:
             self._retire(child, retire)
+
+    def receiveMsg_CancelAttempt(self, msg: CancelAttempt, sender) -> None:
+        """A client cancelled the job this child runs: kill it (the one cleanup path replaces it)."""
+        child = self.children.get(msg.browser)
+        if child is None or child.state is not BUSY or child.job is None or child.job.key != msg.job_key:
+            return  # that attempt is over already (its JobFinished or BrowserGone answers for it)
+        self._kill(child, ExitReason.CANCELLED, f"its job {child.job.id} was cancelled")
 
     def receiveMsg_Demand(self, msg: Demand, sender) -> None:
         self.queued = msg.queued
