@@ -167,6 +167,23 @@ def test_wait_false_then_poll(den, site):
     assert status == 404 and body["error"]["code"] == "not_found", body
 
 
+def test_delete_cancels_a_running_job_which_is_answered_once_failed_cancelled(den, site):
+    daemon, http = den
+    status, accepted = http("POST", "/v1/jobs?wait=false", {"url": site.url("/hang"), "id": "cancel-me", "timeout_s": 60})
+    assert status == 202, accepted
+    deadline = time.monotonic() + 30
+    while "cancel-me" not in daemon.status()["queue"]["in_flight_jobs"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert http("DELETE", "/v1/jobs/cancel-me") == (200, {"id": "cancel-me", "found": True})
+    deadline = time.monotonic() + 30
+    while (got := http("GET", "/v1/jobs/cancel-me"))[0] == 202 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got[0] == 200 and got[1]["status"] == "failed" and got[1]["error"]["code"] == "cancelled", got
+    assert http("DELETE", "/v1/jobs/cancel-me") == (200, {"id": "cancel-me", "found": False})
+    status, answer = http("POST", "/v1/jobs", {"url": site.url("/"), "id": "after-cancel"})  # the pool goes on
+    assert status == 200 and answer["status"] == "ok", answer
+
+
 def test_screenshots_travel_as_base64_only_when_asked(den):
     _, http = den
     status, plain = http("POST", "/v1/jobs", {"url": "about:blank", "screenshot": True})

@@ -209,15 +209,7 @@ class HttpApi:
         return web.json_response(body, status=status)
 
     async def cancel_job(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._optional_call("cancel", "cancel", request.match_info["id"]))
-
-    async def _optional_call(self, method: str, what: str, *args, **kwargs):
-        """A client method another part of foxden provides (cancel, lease): not_found until it exists."""
-        from foxden.aclient import AsyncClient
-
-        if not hasattr(AsyncClient, method):
-            raise HttpError(ErrorCode.NOT_FOUND, f"{what} is not available in this foxden build")
-        return await self.control.call(method, *args, timeout=STATUS_TIMEOUT_S, **kwargs)
+        return web.json_response(await self.control.call("cancel", request.match_info["id"], timeout=STATUS_TIMEOUT_S))
 
     # --- leases ----------------------------------------------------------------
 
