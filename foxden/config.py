@@ -366,8 +366,9 @@ def _http(s: _Section, daemon: _Section) -> HttpConfig:
     if not loopback and not daemon.string("token", ""):
         s.fail("host", f"{_show(host)} needs [daemon] token: without one, anyone who can reach {host} could "
                        "submit jobs; set [daemon] token, or host = \"127.0.0.1\"")
-    inflight = s.integer("max_inflight", 256, 1)
     per_connection = daemon.integer("max_inflight_per_connection", 256, 1)
+    # The default follows the daemon's cap, so lowering that cap alone is never a config error.
+    inflight = s.integer("max_inflight", min(256, per_connection), 1)
     if inflight > per_connection:
         s.fail("max_inflight", f"must be <= [daemon] max_inflight_per_connection ({per_connection}): the HTTP "
                                f"API sends every request over one connection to the daemon, got {inflight}")

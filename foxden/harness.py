@@ -132,6 +132,14 @@ class DaemonProcess:
                            on_found=lambda found: killed.extend(p.pid for p in found))
         return killed
 
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until the daemon's log holds `text` (actors log through Thespian's logger: it lands a moment later)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_tail(100000):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in {self.log_path} within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
     def log_tail(self, n: int = 60) -> str:
         try:
             with open(self.log_path, "rb") as f:

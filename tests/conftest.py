@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 import psutil
 import pytest
@@ -56,6 +57,24 @@ def _cmdline(p) -> list[str]:
         return p.cmdline()
     except psutil.Error:
         return []
+
+
+@contextmanager
+def module_daemon(overrides: dict | None = None):
+    """A started daemon for a module-scoped fixture; stopped afterwards, failing if it exited badly or left a process."""
+    d = tempfile.mkdtemp(prefix="fx", dir="/tmp")  # short: AF_UNIX socket paths are limited to 107 bytes
+    cfg = merged(overrides or {})
+    cfg["daemon"].setdefault("state_dir", os.path.join(d, "state"))
+    daemon = DaemonProcess(write_config(os.path.join(d, "foxden.toml"), cfg), log_path=os.path.join(d, "daemon.log"))
+    try:
+        yield daemon.start()
+    finally:
+        rc = daemon.stop()
+        left = daemon.leftovers()
+        daemon.kill_leftovers()
+        tail = daemon.log_tail()
+        shutil.rmtree(d, ignore_errors=True)
+        assert rc == 0 and not left, f"daemon exited {rc}, left {[p.pid for p in left]}:\n{tail}"
 
 
 @pytest.fixture

@@ -134,8 +134,21 @@ def test_jobs_run_on_both_nodes_and_status_shows_them(cluster, site):
     assert st["invariants"]["ok"], st["invariants"]
 
 
+def _session_on(cluster, site, node: str) -> tuple[str, str]:
+    """A session (and the cookie value it holds) whose browser is on `node`: sessions go to whichever
+    browser is idle, so open a few."""
+    with cluster.leader.client(timeout=60) as c:
+        for i in range(8):
+            a = c.submit(site.url(f"/cookie/set?v=kept{i}"), session=f"sess{i}")
+            assert a.status == "ok", a
+            if a.browser.startswith(node + "/"):
+                return f"sess{i}", f"kept{i}"
+    pytest.fail(f"no session landed on {node}")
+
+
 def test_sigkill_of_the_member_loses_it_and_answers_each_job_once(cluster, site):
     member = cluster.member
+    session, value = _session_on(cluster, site, "m1")
     with Tap(str(cluster.leader.config.daemon.socket)) as tap:
         _batch(tap, site, 6, "kill", eval_ms=1000)
         cluster.wait_node("m1", lambda n: n is not None and n["jobs_in_flight"] >= 1, timeout=30)
@@ -157,6 +170,10 @@ def test_sigkill_of_the_member_loses_it_and_answers_each_job_once(cluster, site)
     st = cluster.leader.status()
     assert st["browsers"]["live"] == 1 == len([c for c in st["children"] if c["node"] == "lead"])
     assert st["invariants"]["ok"], st["invariants"]
+    # The session the lost node held is restored on the leader's browser from its snapshot ([sessions] persist).
+    with cluster.leader.client(timeout=60) as c:
+        a = c.submit(site.url("/cookie/get"), session=session)
+    assert a.status == "ok" and a.result.title == f"cookie foxden={value}" and a.browser.startswith("lead/"), a
 
 
 def test_a_member_restarted_rejoins_as_a_new_incarnation(cluster, site):

@@ -76,6 +76,8 @@ def test_http_max_inflight_fits_one_daemon_connection(conf):
     msg = load_error(conf, {"FOXDEN_HTTP_MAX_INFLIGHT": "300"})
     assert "[http] max_inflight" in msg or "FOXDEN_HTTP_MAX_INFLIGHT" in msg
     assert "[daemon] max_inflight_per_connection" in msg, msg
+    # Lowering the daemon's cap alone is no error: the HTTP default follows it.
+    assert load_config(conf, environ={"FOXDEN_DAEMON_MAX_INFLIGHT_PER_CONNECTION": "50"}).http.max_inflight == 50
 
 
 # --- OpenAPI from the wire's tables ---------------------------------------------------

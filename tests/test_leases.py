@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from importlib.metadata import version
@@ -23,9 +22,8 @@ from foxden import procs
 from foxden.aclient import AsyncClient
 from foxden.client import ServerError, job_request
 from foxden.statusview import status_view
-from foxden.harness import DaemonProcess, write_config
 
-from conftest import merged
+from conftest import module_daemon
 
 pytestmark = pytest.mark.browser
 
@@ -35,20 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def den():
     """One daemon for the module: a pool of one Chromium, at most one lease at a time."""
-    d = tempfile.mkdtemp(prefix="fx", dir="/tmp")
-    cfg = merged({"pool": {"size": 1}, "leases": {"max": 1}})
-    cfg["daemon"]["state_dir"] = os.path.join(d, "state")
-    daemon = DaemonProcess(write_config(os.path.join(d, "foxden.toml"), cfg), log_path=os.path.join(d, "daemon.log"))
-    try:
-        yield daemon.start()
-    finally:
-        rc = daemon.stop()
-        left = daemon.leftovers()
-        daemon.kill_leftovers()
-        tail = daemon.log_tail()
-        shutil.rmtree(d, ignore_errors=True)
-        assert not left, f"processes left: {[p.pid for p in left]}"
-        assert rc == 0, tail
+    with module_daemon({"pool": {"size": 1}, "leases": {"max": 1}}) as daemon:
+        yield daemon
 
 
 def _lease_row(den, lease_id: str) -> dict | None:

@@ -15,8 +15,7 @@ import pytest
 
 from foxden.aclient import AsyncClient
 from foxden.client import job_request
-from foxden.harness import DaemonProcess, write_config
-from tests.conftest import merged
+from tests.conftest import module_daemon
 from tests.wiretap import Tap
 
 pytestmark = pytest.mark.browser
@@ -105,19 +104,8 @@ def test_without_persist_a_session_is_lost_with_its_browser(make_daemon, site):
 @pytest.fixture(scope="module")
 def chromium():
     """One Chromium daemon (one browser) for this module's Chromium tests: each leaves it serving."""
-    where = tempfile.mkdtemp(prefix="fx", dir="/tmp")  # short: AF_UNIX paths are limited
-    cfg = merged({"pool": {"size": 1}, "jobs": {"timeout_s": 30.0}})
-    cfg["daemon"]["state_dir"] = os.path.join(where, "state")
-    d = DaemonProcess(write_config(os.path.join(where, "foxden.toml"), cfg), log_path=os.path.join(where, "daemon.log"))
-    try:
-        yield d.start()
-    finally:
-        rc = d.stop()
-        left = d.leftovers()
-        d.kill_leftovers()
-        log = d.log_tail()
-        shutil.rmtree(where, ignore_errors=True)
-        assert rc == 0 and not left, f"daemon exited {rc}, left {left}:\n{log}"
+    with module_daemon({"pool": {"size": 1}, "jobs": {"timeout_s": 30.0}}) as daemon:
+        yield daemon
 
 
 # --- cancel ---------------------------------------------------------------------------
@@ -256,7 +244,7 @@ def test_a_session_whose_state_is_too_large_to_keep_is_lost_with_its_browser(chr
         big = c.submit(site.url("/page/big"), session="Big",
                        eval="localStorage.setItem('big', 'x'.repeat(1100000)); localStorage.getItem('big').length")
     assert big.status == "ok" and big.result.eval == 1100000, big
-    assert "session Big: its snapshot is dropped" in d.log_tail(200)
+    d.wait_log("session Big: its snapshot is dropped")
     _kill_browser_main(d)
     with d.client(timeout=60) as c:
         lost = c.submit(site.url("/cookie/get"), session="Big")
