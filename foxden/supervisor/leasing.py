@@ -33,8 +33,8 @@ log = logging.getLogger("foxden.supervisor")
 
 
 def lease_host(config) -> str:
-    """Where lease endpoints listen: `[http] host` when that section exists and sets one, else loopback."""
-    return getattr(getattr(config, "http", None), "host", None) or "127.0.0.1"
+    """Where lease endpoints listen: `[http] host` (loopback by default; any other address needs [daemon] token)."""
+    return config.http.host
 
 
 class Leasing:
