@@ -196,7 +196,7 @@ def test_a_silent_leader_gets_the_member_to_fence_itself(cluster, site):
     cluster_pid = _cluster_actor_pid(cluster.leader)
     os.kill(cluster_pid, signal.SIGSTOP)
     try:
-        _wait_log(cluster.member.log_path, "fencing incarnation " + before["incarnation"])
+        cluster.member.wait_log("fencing incarnation " + before["incarnation"])
     finally:
         os.kill(cluster_pid, signal.SIGCONT)
     cluster.wait_node("m1", lambda n: _up_with_idle(n) and n["incarnation"] != before["incarnation"])
@@ -246,13 +246,3 @@ def _cluster_actor_pid(leader: DaemonProcess) -> int:
             if "foxden.cluster[" in line and "registered from" in line:
                 return int(line.split("foxden.cluster[", 1)[1].split("]", 1)[0])
     raise AssertionError("no cluster actor found in the leader's log")
-
-
-def _wait_log(path: str, text: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            if text in f.read():
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in {path} within {timeout}s")
